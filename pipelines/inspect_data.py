@@ -1,0 +1,128 @@
+"""Look inside TFRecords: boxes per class per split, anomalies, and sample pictures.
+
+Works on odlite's output and on records written by the OD API's own tools, so a user
+can check a dataset before spending hours training on it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from natsort import natsorted
+from PIL import Image, ImageDraw
+
+from pipelines.errors import OdliteError
+from pipelines.label_map import read_label_map
+from pipelines.tfrecord import read_examples
+
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
+_RECORD_FILE = re.compile(r"\.(tfrecord|record)s?(-\d+-of-\d+)?$|-\d+-of-\d+\.(tfrecord|record)s?$")
+
+
+@dataclass
+class SplitCounts:
+    images: int = 0
+    images_without_boxes: int = 0
+    boxes: Counter = field(default_factory=Counter)
+    anomalies: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InspectResult:
+    label_map: dict[int, str]
+    splits: dict[str, SplitCounts]
+    pictures: list[Path]
+
+
+def find_record_files(data_dir: Path) -> dict[str, list[Path]]:
+    """``{split: shard paths}``: the split is the file name up to its first '-' or '.'."""
+    files = natsorted(p for p in data_dir.iterdir() if p.is_file() and _RECORD_FILE.search(p.name))
+    splits: dict[str, list[Path]] = {}
+    for path in files:
+        splits.setdefault(re.split(r"[-.]", path.name, maxsplit=1)[0], []).append(path)
+    return splits
+
+
+def draw_boxes(jpeg: bytes, boxes, labels: list[str], class_ids, colours=PALETTE) -> Image.Image:
+    """The image with each normalised (ymin, xmin, ymax, xmax) box outlined and labelled."""
+    image = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    w, h = image.size
+    width = max(2, round(min(w, h) / 200))
+    for (ymin, xmin, ymax, xmax), label, class_id in zip(boxes, labels, class_ids):
+        colour = colours[int(class_id) % len(colours)]
+        xy = (xmin * w, ymin * h, xmax * w, ymax * h)
+        draw.rectangle(xy, outline=colour, width=width)
+        left, top, right, bottom = draw.textbbox((xy[0], xy[1]), label)
+        top_y = max(0, xy[1] - (bottom - top) - 2)
+        draw.rectangle((left, top_y, right + 2, top_y + bottom - top + 2), fill=colour)
+        draw.text((left + 1, top_y), label, fill=(255, 255, 255))
+    return image
+
+
+def inspect_records(
+    data_dir: Path, samples: int = 4, out: Path | None = None, label_map_path: Path | None = None
+) -> InspectResult:
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise OdliteError.at(data_dir, "not a folder")
+    shards = find_record_files(data_dir)
+    if not shards:
+        raise OdliteError.at(data_dir, "no TFRecord files (*.tfrecord, *.record, NAME-00000-of-00001.tfrecord)")
+    label_map_path = label_map_path or data_dir / "label_map.pbtxt"
+    label_map = read_label_map(label_map_path) if label_map_path.exists() else {}
+    out = Path(out) if out else data_dir / "inspect"
+    result = InspectResult(label_map, {}, [])
+    for split, paths in shards.items():
+        counts = result.splits.setdefault(split, SplitCounts())
+        try:
+            for example in read_examples([str(p) for p in paths]):
+                _count(example, counts, label_map)
+                if counts.images <= samples:
+                    result.pictures.append(_save_picture(example, label_map, out, split, counts.images))
+        except Exception as exc:  # a corrupt shard: TensorFlow's message names the record
+            if "DataLoss" not in type(exc).__name__ and "InvalidArgument" not in type(exc).__name__:
+                raise
+            raise OdliteError.at(paths[0].parent / f"{split}-*", f"unreadable record: {exc}") from None
+    return result
+
+
+def _names(example, label_map: dict[int, str]) -> list[str]:
+    texts = [t.decode() for t in example["image/object/class/text"]]
+    ids = example["image/object/class/label"]
+    if len(texts) == len(ids):
+        return texts
+    return [label_map.get(int(i), str(int(i))) for i in ids]
+
+
+def _count(example, counts: SplitCounts, label_map: dict[int, str]) -> None:
+    counts.images += 1
+    ids = example["image/object/class/label"]
+    names = _names(example, label_map)
+    counts.images_without_boxes += len(ids) == 0
+    counts.boxes.update(names)
+    filename = example["image/filename"].decode() or f"record {counts.images}"
+    coords = [example[f"image/object/bbox/{k}"] for k in ("ymin", "xmin", "ymax", "xmax")]
+    for i, (ymin, xmin, ymax, xmax) in enumerate(zip(*coords)):
+        if not (0 <= xmin < xmax <= 1 and 0 <= ymin < ymax <= 1):
+            counts.anomalies.append(
+                f"{filename}: box {i} ({xmin:.3f}, {ymin:.3f}, {xmax:.3f}, {ymax:.3f}) not in [0, 1]"
+            )
+    if label_map:
+        for i, class_id in enumerate(ids):
+            if int(class_id) not in label_map:
+                counts.anomalies.append(f"{filename}: box {i} has class id {int(class_id)}, not in the label map")
+
+
+def _save_picture(example, label_map, out: Path, split: str, n: int) -> Path:
+    boxes = list(zip(*[example[f"image/object/bbox/{k}"] for k in ("ymin", "xmin", "ymax", "xmax")]))
+    image = draw_boxes(example["image/encoded"], boxes, _names(example, label_map), example["image/object/class/label"])
+    stem = Path(example["image/filename"].decode() or "record").stem
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{split}_{n:02d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', stem)}.png"
+    image.save(path)
+    return path

@@ -1,0 +1,176 @@
+"""Shared fixtures: small datasets written in each annotation format from one description."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+LABEL_MAP = Path(__file__).resolve().parents[1] / "label_maps" / "tooth_label_map.pbtxt"
+
+
+@dataclass
+class Item:
+    """An image to write and its boxes: (label, xmin, ymin, xmax, ymax) in pixels."""
+
+    name: str
+    width: int
+    height: int
+    boxes: list[tuple[str, float, float, float, float]]
+
+
+ITEMS = [
+    Item("a", 64, 48, [("normal", 4, 6, 20, 40), ("caries", 30, 8, 50, 44)]),
+    Item("b", 80, 60, [("caries", 10, 10, 30, 50)]),
+    Item("c", 50, 70, []),
+    Item("d", 72, 40, [("normal", 1, 2, 71, 39), ("normal", 20, 5, 40, 30)]),
+]
+
+
+def jpeg_bytes(width: int, height: int, seed: int = 0, mode: str = "RGB", exif=None, fmt="JPEG") -> bytes:
+    rng = np.random.default_rng(seed)
+    array = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(array, "RGB")
+    if mode != "RGB":
+        image = image.convert(mode)
+    buffer = io.BytesIO()
+    kwargs = {"exif": exif} if exif is not None else {}
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def write_images(folder: Path, items=ITEMS) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, item in enumerate(items):
+        (folder / f"{item.name}.jpg").write_bytes(jpeg_bytes(item.width, item.height, seed=i))
+
+
+def seed_json(item: Item) -> dict:
+    regions = [
+        {
+            "shape_attributes": {"name": "rect", "x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0},
+            "region_attributes": {"label": label},
+        }
+        for label, x0, y0, x1, y1 in item.boxes
+    ]
+    return {"annotation": {"regions": regions}}
+
+
+def write_seed(root: Path, split: str = "train", items=ITEMS) -> Path:
+    write_images(root / f"img_{split}", items)
+    (root / f"json_{split}").mkdir(parents=True, exist_ok=True)
+    for item in items:
+        (root / f"json_{split}" / f"{item.name}.json").write_text(json.dumps(seed_json(item)))
+    return root
+
+
+def write_coco(path: Path, items=ITEMS) -> Path:
+    write_images(path.parent, items)
+    categories = [{"id": 1, "name": "normal"}, {"id": 2, "name": "caries"}]
+    ids = {"normal": 1, "caries": 2}
+    images, annotations = [], []
+    for i, item in enumerate(items, start=1):
+        images.append({"id": i * 10, "file_name": f"{item.name}.jpg", "width": item.width, "height": item.height})
+        for label, x0, y0, x1, y1 in item.boxes:
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i * 10,
+                    "category_id": ids[label],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "iscrowd": 0,
+                    "area": (x1 - x0) * (y1 - y0),
+                }
+            )
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+def write_via(path: Path, items=ITEMS, project: bool = True) -> Path:
+    write_images(path.parent, items)
+    records = {}
+    for item in items:
+        data = (path.parent / f"{item.name}.jpg").read_bytes()
+        regions = seed_json(item)["annotation"]["regions"]
+        records[f"{item.name}.jpg{len(data)}"] = {
+            "filename": f"{item.name}.jpg",
+            "size": len(data),
+            "regions": regions if project else {str(i): r for i, r in enumerate(regions)},
+            "file_attributes": {},
+        }
+    content = {"_via_settings": {}, "_via_img_metadata": records} if project else records
+    path.write_text(json.dumps(content))
+    return path
+
+
+def voc_xml(item: Item, filename: str | None = None) -> str:
+    objects = "".join(
+        f"<object><name>{label}</name><difficult>0</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+        f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+        for label, x0, y0, x1, y1 in item.boxes
+    )
+    return (
+        f"<annotation><folder>JPEGImages</folder><filename>{filename or item.name + '.jpg'}</filename>"
+        f"<size><width>{item.width}</width><height>{item.height}</height><depth>3</depth></size>{objects}</annotation>"
+    )
+
+
+def write_voc(root: Path, items=ITEMS) -> Path:
+    write_images(root / "JPEGImages", items)
+    (root / "Annotations").mkdir(parents=True, exist_ok=True)
+    for item in items:
+        (root / "Annotations" / f"{item.name}.xml").write_text(voc_xml(item))
+    return root
+
+
+def records(data_dir: Path, split: str | None = None) -> dict[str, dict]:
+    """Every record of ``data_dir`` (one split or all) keyed by image file name."""
+    from pipelines.inspect_data import find_record_files
+    from pipelines.tfrecord import read_examples
+
+    found = {}
+    for name, paths in find_record_files(data_dir).items():
+        if split in (None, name):
+            for example in read_examples([str(p) for p in paths]):
+                found[Path(example["image/filename"].decode()).name] = example
+    return found
+
+
+def expected_boxes(item: Item) -> list[tuple]:
+    return [
+        (label, x0 / item.width, y0 / item.height, x1 / item.width, y1 / item.height)
+        for label, x0, y0, x1, y1 in item.boxes
+    ]
+
+
+def record_boxes(example: dict) -> list[tuple]:
+    keys = ("xmin", "ymin", "xmax", "ymax")
+    coords = zip(*[example[f"image/object/bbox/{k}"] for k in keys])
+    labels = [t.decode() for t in example["image/object/class/text"]]
+    return [(label, *c) for label, c in zip(labels, coords)]
+
+
+@pytest.fixture(scope="session")
+def sample_src(tmp_path_factory) -> Path:
+    from pipelines.sample_data import generate
+
+    root = tmp_path_factory.mktemp("sample") / "sample"
+    generate(root, seed=0, splits={"train": 16, "val": 6})
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_converted(sample_src, tmp_path_factory) -> Path:
+    from pipelines.convert import convert
+
+    out = tmp_path_factory.mktemp("converted") / "tooth"
+    convert(sample_src, out, label_map_path=LABEL_MAP, progress=False)
+    return out

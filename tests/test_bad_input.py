@@ -1,0 +1,175 @@
+"""Every class of bad input: named file and reason, non-zero exit, nothing written; or skipped on request."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import ITEMS, LABEL_MAP, jpeg_bytes, records, write_coco, write_seed
+
+from pipelines.cli import main
+
+
+def _json(root, name="b"):
+    return root / "json_train" / f"{name}.json"
+
+
+def _set_region(root, **shape):
+    path = _json(root)
+    data = json.loads(path.read_text())
+    data["annotation"]["regions"][0]["shape_attributes"].update(shape)
+    path.write_text(json.dumps(data))
+
+
+def _drop_key(root):
+    path = _json(root)
+    data = json.loads(path.read_text())
+    del data["annotation"]["regions"][0]["shape_attributes"]["width"]
+    path.write_text(json.dumps(data))
+
+
+def _nan(root):
+    path = _json(root)
+    path.write_text(path.read_text().replace('"x": 10', '"x": NaN'))
+
+
+def _label(root, label):
+    path = _json(root)
+    data = json.loads(path.read_text())
+    data["annotation"]["regions"][0]["region_attributes"]["label"] = label
+    path.write_text(json.dumps(data))
+
+
+def _truncate(root):
+    image = root / "img_train" / "b.jpg"
+    image.write_bytes(image.read_bytes()[: len(image.read_bytes()) // 2])
+
+
+# (mutation of image "b" of a seed-format dataset, file named in the message, reason fragment)
+CASES = {
+    "malformed-json": (lambda r: _json(r).write_text('{"annotation": {'), "json_train/b.json", "malformed JSON"),
+    "missing-key": (_drop_key, "json_train/b.json", "missing key 'width'"),
+    "non-numeric": (lambda r: _set_region(r, x="ten"), "json_train/b.json", "'x' is 'ten', not a number"),
+    "nan": (_nan, "json_train/b.json", "not a finite number"),
+    "zero-box": (lambda r: _set_region(r, width=0), "json_train/b.json", "zero or negative size"),
+    "negative-box": (lambda r: _set_region(r, height=-5), "json_train/b.json", "zero or negative size"),
+    "far-outside": (lambda r: _set_region(r, x=200), "json_train/b.json", "lies outside the 80x60 image"),
+    "corrupt-image": (
+        lambda r: (r / "img_train" / "b.jpg").write_bytes(b"\x00garbage" * 50),
+        "img_train/b.jpg",
+        "not an image",
+    ),
+    "truncated-image": (_truncate, "img_train/b.jpg", "truncated"),
+    "missing-image": (lambda r: (r / "img_train" / "b.jpg").unlink(), "json_train/b.json", "without its image"),
+    "empty-json": (lambda r: _json(r).write_text(""), "json_train/b.json", "empty file"),
+    "empty-image": (lambda r: (r / "img_train" / "b.jpg").write_bytes(b""), "img_train/b.jpg", "empty file"),
+    "unknown-label": (lambda r: _label(r, "molar"), "json_train/b.json", "known labels: normal, caries"),
+    "wrong-shape": (lambda r: _set_region(r, name="point"), "json_train/b.json", "'point' is not supported"),
+}
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return write_seed(tmp_path / "src")
+
+
+def _convert(src, out, *extra):
+    return main(["convert", str(src), "--out", str(out), "--label-map", str(LABEL_MAP), "--quiet", *extra])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_strict_mode_reports_and_writes_nothing(dataset, tmp_path, capsys, case):
+    mutate, named, reason = CASES[case]
+    mutate(dataset)
+    out = tmp_path / "out"
+    assert _convert(dataset, out) == 1
+    err = capsys.readouterr().err
+    assert named in err and reason in err, err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["src"], "temporary output left behind"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_skip_invalid_converts_the_rest(dataset, tmp_path, capsys, case):
+    mutate, named, reason = CASES[case]
+    mutate(dataset)
+    out = tmp_path / "out"
+    assert _convert(dataset, out, "--skip-invalid", "--val-fraction", "0") == 0
+    assert sorted(records(out)) == ["a.jpg", "c.jpg", "d.jpg"]
+    skipped = json.loads((out / "summary.json").read_text())["skipped"]
+    assert len(skipped) == 1 and skipped[0]["file"].endswith(named) and reason in skipped[0]["reason"]
+    assert named in capsys.readouterr().err
+
+
+def test_all_problems_are_listed_at_once(dataset, tmp_path, capsys):
+    CASES["zero-box"][0](dataset)
+    (dataset / "img_train" / "d.jpg").write_bytes(b"not a jpeg")
+    assert _convert(dataset, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "2 invalid input file(s)" in err and "b.json" in err and "d.jpg" in err
+
+
+def test_small_overhang_is_clipped_with_a_warning(dataset, tmp_path, capsys):
+    _set_region(dataset, x=70, width=12)  # b is 80 px wide: the box ends 2 px outside
+    assert _convert(dataset, tmp_path / "out", "--val-fraction", "0") == 0
+    assert "overhangs the 80x60 image: clipped" in capsys.readouterr().err
+    example = records(tmp_path / "out")["b.jpg"]
+    assert example["image/object/bbox/xmax"][0] == pytest.approx(1.0)
+    warnings = json.loads((tmp_path / "out" / "summary.json").read_text())["warnings"]
+    assert warnings[0]["file"].endswith("b.json") and warnings[0]["where"] == "annotation.regions[0]"
+
+
+def test_existing_output_is_kept_without_overwrite(dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    assert _convert(dataset, out) == 1
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert (out / "precious.txt").read_text() == "keep me"
+    assert _convert(dataset, out, "--overwrite") == 0
+    assert not (out / "precious.txt").exists() and (out / "summary.json").exists()
+
+
+def test_failed_overwrite_keeps_the_old_output(dataset, tmp_path):
+    out = tmp_path / "out"
+    assert _convert(dataset, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    _truncate(dataset)
+    assert _convert(dataset, out, "--overwrite") == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_coco_with_unknown_category_and_missing_image(tmp_path, capsys):
+    src = write_coco(tmp_path / "coco" / "instances.json")
+    data = json.loads(src.read_text())
+    data["annotations"][0]["category_id"] = 99
+    data["images"][1]["file_name"] = "nowhere.jpg"
+    src.write_text(json.dumps(data))
+    assert main(["convert", str(src), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "instances.json:annotations[0]: category_id 99 is not among 'categories'" in err
+    assert "instances.json:images[1]: image 'nowhere.jpg' not found" in err
+
+
+def test_malformed_voc_names_line_and_column(tmp_path, capsys):
+    (tmp_path / "voc").mkdir()
+    (tmp_path / "voc" / "x.jpg").write_bytes(jpeg_bytes(10, 10))
+    (tmp_path / "voc" / "x.xml").write_text("<annotation>\n<filename>x.jpg</filename>\n<object>\n</annotation>")
+    assert main(["convert", str(tmp_path / "voc"), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "x.xml:4:2: malformed XML" in err
+
+
+def test_bad_label_map_is_reported_with_line(tmp_path, dataset, capsys):
+    bad = tmp_path / "labels.pbtxt"
+    bad.write_text("item {\n  id: 1\n  name: 'normal'\n  colour: 'red'\n}\n")
+    assert main(["convert", str(dataset), "--out", str(tmp_path / "out"), "--label-map", str(bad)]) == 1
+    assert f"{bad}:4:3:" in capsys.readouterr().err
+
+
+def test_missing_source_and_bad_options(tmp_path, capsys):
+    assert main(["convert", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 1
+    assert "no such file or folder" in capsys.readouterr().err
+    write_seed(tmp_path / "src", items=ITEMS[:1])
+    assert main(["convert", str(tmp_path / "src"), "--out", str(tmp_path / "o"), "--val-fraction", "1.5"]) == 1
+    assert "--val-fraction must be in [0, 1)" in capsys.readouterr().err
