@@ -1,0 +1,108 @@
+"""Image normalisation: pass-through for plain RGB JPEG, upright RGB JPEG for everything else."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from conftest import LABEL_MAP, Item, jpeg_bytes, records, seed_json
+from PIL import Image
+
+from pipelines.convert import convert
+from pipelines.images import ImageProblem, prepare_image
+
+
+def _decode(jpeg: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(jpeg))
+    assert image.format == "JPEG" and image.mode == "RGB"
+    return np.asarray(image)
+
+
+def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def test_plain_rgb_jpeg_passes_through_byte_for_byte():
+    data = jpeg_bytes(40, 30)
+    prepared = prepare_image(data)
+    assert prepared.jpeg == data and prepared.reencoded == ""
+    assert (prepared.width, prepared.height) == (40, 30)
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda im: _encode(im.convert("L"), "JPEG"), "L JPEG"),
+        (lambda im: _encode(im.convert("CMYK"), "JPEG"), "CMYK JPEG"),
+        (lambda im: _encode(im, "PNG"), "PNG image"),
+        (lambda im: _encode(im.convert("RGBA"), "PNG"), "PNG image"),
+        (lambda im: _encode(im.convert("P"), "PNG"), "PNG image"),
+        (lambda im: _encode(im, "BMP"), "BMP image"),
+    ],
+)
+def test_other_images_become_rgb_jpeg(make, reason):
+    source = Image.fromarray(np.full((20, 30, 3), (200, 40, 90), np.uint8))
+    prepared = prepare_image(make(source))
+    assert prepared.reencoded == reason
+    pixels = _decode(prepared.jpeg)
+    assert pixels.shape == (20, 30, 3)
+    if reason != "L JPEG":  # grayscale loses the colour; the rest keep it (CMYK approximately)
+        assert np.abs(pixels.mean(axis=(0, 1)) - (200, 40, 90)).max() < 25
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped():
+    array = np.full((10, 12), 40000, np.uint16)
+    prepared = prepare_image(_encode(Image.fromarray(array), "PNG"))
+    assert abs(int(_decode(prepared.jpeg)[5, 5, 0]) - 40000 * 255 // 65535) <= 2
+
+
+def test_transparent_pixels_are_composited_on_white():
+    rgba = np.zeros((8, 8, 4), np.uint8)  # fully transparent black
+    prepared = prepare_image(_encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+    assert _decode(prepared.jpeg).min() > 240
+
+
+def _exif_rotated_jpeg() -> bytes:
+    """Stored 40 wide x 20 high with a red top-left corner; EXIF 6 says: show it turned 90 degrees clockwise."""
+    stored = np.full((20, 40, 3), 255, np.uint8)
+    stored[:6, :6] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _encode(Image.fromarray(stored), "JPEG", exif=exif.tobytes(), quality=95)
+
+
+def test_exif_rotation_is_applied_and_boxes_stay_in_the_displayed_frame(tmp_path):
+    root = tmp_path / "src"
+    (root / "img_train").mkdir(parents=True)
+    (root / "json_train").mkdir()
+    (root / "img_train" / "r.jpg").write_bytes(_exif_rotated_jpeg())
+    # Displayed 20 wide x 40 high: a box reaching y=38 only fits the displayed frame.
+    item = Item("r", 20, 40, [("caries", 2, 20, 18, 38)])
+    (root / "json_train" / "r.json").write_text(json.dumps(seed_json(item)))
+    result = convert(root, tmp_path / "out", label_map_path=LABEL_MAP, val_fraction=0, progress=False)
+    assert result.reencoded == 1 and not result.warnings
+    example = records(tmp_path / "out")["r.jpg"]
+    assert (example["image/width"], example["image/height"]) == (20, 40)
+    pixels = _decode(example["image/encoded"])
+    assert pixels.shape == (40, 20, 3)
+    # Turned clockwise, the stored top-left corner shows at the top-right.
+    assert pixels[2, 17].astype(int).tolist() == pytest.approx([255, 0, 0], abs=40)
+    assert pixels[2, 2].min() > 200
+    assert example["image/object/bbox/ymax"][0] == pytest.approx(38 / 40)
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty file"),
+        (b"hello world, not an image", "not an image"),
+        (jpeg_bytes(30, 30)[:300], "truncated"),
+    ],
+)
+def test_unusable_images_raise(data, reason):
+    with pytest.raises(ImageProblem, match=reason):
+        prepare_image(data)
