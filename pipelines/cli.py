@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from pipelines import __version__
 from pipelines.errors import OdliteError, Problem
+from pipelines.pipeline_config import add_config_verb
 
 MAX_LISTED = 20
 
@@ -106,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="where to write the pictures (default: DATA_DIR/inspect)")
     p.add_argument("--label-map", type=Path, help="label map (default: DATA_DIR/label_map.pbtxt)")
     p.set_defaults(run=cmd_inspect)
+
+    add_config_verb(verbs)
     return parser
 
 
