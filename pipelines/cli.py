@@ -77,6 +77,50 @@ def cmd_inspect(args) -> int:
     return 1 if anomalies else 0
 
 
+def cmd_train(args) -> int:
+    from pipelines.train import train
+
+    result = train(
+        args.config,
+        args.model_dir,
+        num_steps=args.num_steps,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
+        from_scratch=args.from_scratch,
+        mixed_precision=args.mixed_precision,
+        cpu_replicas=args.cpu_replicas,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
+    print(f"step {result.step}: {losses}")
+    print(f"checkpoint: {result.checkpoint}")
+    if result.interrupted:
+        print("interrupted: the checkpoint above holds the last step; run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from pipelines.evaluate import evaluate, evaluate_continuously, summary_line
+
+    options = dict(out=args.out, min_score=args.min_score, samples=args.samples, progress=not args.quiet)
+    if args.watch:
+        options.pop("out")
+        for metrics in evaluate_continuously(args.config, args.model_dir, timeout=args.timeout, **options):
+            print(summary_line(metrics), flush=True)
+        return 0
+    metrics = evaluate(args.config, args.model_dir, checkpoint=args.checkpoint, **options)
+    rows = [
+        [name, f"{values['AP']:.3f}", f"{values['AP50']:.3f}", values["ground_truth"]]
+        for name, values in metrics["per_class"].items()
+    ]
+    print(tabulate(rows, headers=["class", "AP", "AP50", "boxes"], tablefmt="github"))
+    print(summary_line(metrics))
+    print(f"report: {metrics['out']}/report.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="odlite", description="Train a mobile object detector and ship it to Android."
@@ -109,6 +153,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_inspect)
 
     add_config_verb(verbs)
+
+    p = verbs.add_parser("train", help="train from a pipeline.config; resumes from the latest checkpoint")
+    p.add_argument("--config", type=Path, required=True, help="pipeline.config")
+    p.add_argument("--model-dir", type=Path, required=True, help="checkpoints, TensorBoard logs, resolved config")
+    p.add_argument("--num-steps", type=int, help="train to this step (default: train_config.num_steps)")
+    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    p.add_argument("--keep-checkpoints", type=int, default=5, help="checkpoints kept")
+    p.add_argument("--from-scratch", action="store_true", help="train from scratch if fine_tune_checkpoint is missing")
+    p.add_argument("--mixed-precision", action="store_true", help="float16 on a GPU (bfloat16 on a CPU)")
+    p.add_argument("--cpu-replicas", type=int, default=0, help="mirror over N logical CPU devices (for testing)")
+    p.add_argument("--seed", type=int, help="seed for initialisation and input order (repeatable runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_train)
+
+    p = verbs.add_parser("eval", help="COCO metrics of a checkpoint on the validation TFRecords, with a report")
+    p.add_argument("--config", type=Path, help="pipeline.config (default: MODEL_DIR/pipeline.config)")
+    p.add_argument("--model-dir", type=Path, required=True)
+    p.add_argument("--checkpoint", help="checkpoint prefix (default: the latest in MODEL_DIR)")
+    p.add_argument("--out", type=Path, help="report folder (default: MODEL_DIR/eval/step-N)")
+    p.add_argument("--min-score", type=float, default=0.5, help="score threshold for pictures and confusion matrix")
+    p.add_argument("--samples", type=int, default=6, help="validation pictures to draw")
+    p.add_argument("--watch", action="store_true", help="evaluate each new checkpoint while training runs")
+    p.add_argument("--timeout", type=float, default=3600, help="with --watch: stop after this long without one")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_eval)
     return parser
 
 

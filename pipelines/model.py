@@ -50,7 +50,11 @@ class ModelSpec:
     batch_norm_decay: float = 0.997
     batch_norm_epsilon: float = 0.001
     l2_weight: float = 4e-5
-    initializer: tuple[str, float, float] = ("random_normal", 0.0, 0.01)  # kind, mean, stddev
+    # (kind, parameters) as in conv_hyperparams.initializer: the head's, the FPN's, and the backbone's
+    # (None: MobileNetV2's own, as when override_base_feature_extractor_hyperparams is false).
+    initializer: tuple[str, dict] = ("random_normal", {"mean": 0.0, "stddev": 0.01})
+    fpn_initializer: tuple[str, dict] = ("random_normal", {"mean": 0.0, "stddev": 0.01})
+    backbone_initializer: tuple[str, dict] | None = None
     box_coder_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])  # y, x, h, w
     score_threshold: float = 1e-8
     iou_threshold: float = 0.6
@@ -92,11 +96,16 @@ class ModelSpec:
             ),
         )
 
-    def kernel_initializer(self):
-        kind, mean, stddev = self.initializer
-        if kind == "truncated_normal":
-            return tf_keras.initializers.TruncatedNormal(mean=mean, stddev=stddev)
-        return tf_keras.initializers.RandomNormal(mean=mean, stddev=stddev)
+
+def make_initializer(description: tuple[str, dict]):
+    """A new Keras initializer for an OD API initializer (a fresh one each call: unseeded ones repeat)."""
+    kind, p = description
+    if kind == "variance_scaling":
+        distribution = "uniform" if p.get("uniform") else "truncated_normal"
+        return tf_keras.initializers.VarianceScaling(p["factor"], p["mode"].lower(), distribution)
+    if kind == "truncated_normal":
+        return tf_keras.initializers.TruncatedNormal(mean=p["mean"], stddev=p["stddev"])
+    return tf_keras.initializers.RandomNormal(mean=p["mean"], stddev=p["stddev"])
 
 
 @tf_keras.utils.register_keras_serializable(package="odlite")
@@ -136,13 +145,13 @@ class FPNLiteHead(dense_prediction_heads.RetinaNetHead):
         return scores, boxes, {}
 
 
-def _reinitialize_kernels(model: tf_keras.Model, initializer) -> None:
+def _reinitialize_kernels(model: tf_keras.Model, description: tuple[str, dict]) -> None:
     """Give every conv kernel of ``model`` the config's initializer (the OD API's conv_hyperparams)."""
     for layer in model.submodules:
         for name in ("kernel", "depthwise_kernel", "pointwise_kernel"):
             variable = getattr(layer, name, None)
             if isinstance(variable, tf.Variable) and len(variable.shape) == 4:
-                variable.assign(initializer(variable.shape, dtype=variable.dtype))
+                variable.assign(make_initializer(description)(variable.shape, dtype=variable.dtype))
 
 
 def build_model(spec: ModelSpec, tflite_post_processing: dict | None = None) -> tf_keras.Model:
@@ -160,7 +169,7 @@ def build_model(spec: ModelSpec, tflite_post_processing: dict | None = None) -> 
     decoder = decoder_factory.factory.build_decoder(
         input_specs=backbone.output_specs, model_config=config, l2_regularizer=regularizer
     )
-    initializer = spec.kernel_initializer()
+    initializer = make_initializer(spec.initializer)
     head = FPNLiteHead(
         share_prediction_tower=spec.share_prediction_tower,
         class_prior_bias=spec.class_prior_bias,
@@ -205,6 +214,7 @@ def build_model(spec: ModelSpec, tflite_post_processing: dict | None = None) -> 
         anchor_size=spec.anchor_scale,
     )
     model(tf.zeros([1, spec.input_size, spec.input_size, 3]), training=False)
-    _reinitialize_kernels(backbone, initializer)
-    _reinitialize_kernels(decoder, initializer)
+    if spec.backbone_initializer is not None:
+        _reinitialize_kernels(backbone, spec.backbone_initializer)
+    _reinitialize_kernels(decoder, spec.fpn_initializer)
     return model

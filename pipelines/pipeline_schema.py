@@ -247,6 +247,17 @@ message TruncatedNormalInitializer {
   optional float stddev [default = 1.0];
 }
 
+message VarianceScalingInitializer {
+  optional float factor [default = 2.0];
+  optional bool uniform [default = false];
+  enum Mode {
+    FAN_IN;
+    FAN_OUT;
+    FAN_AVG;
+  }
+  optional Mode mode [default = FAN_IN];
+}
+
 message RandomNormalInitializer {
   optional float mean [default = 0.0];
   optional float stddev [default = 1.0];
@@ -728,7 +739,12 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
     },
     "Regularizer": {"l2_regularizer": OK},
     "L2Regularizer": {"weight": Rule(between(0.0))},
-    "Initializer": {"random_normal_initializer": OK, "truncated_normal_initializer": OK},
+    "Initializer": {
+        "random_normal_initializer": OK,
+        "truncated_normal_initializer": OK,
+        "variance_scaling_initializer": OK,
+    },
+    "VarianceScalingInitializer": {"factor": Rule(between(0.0)), "uniform": OK, "mode": OK},
     "RandomNormalInitializer": {"mean": OK, "stddev": Rule(between(0.0))},
     "TruncatedNormalInitializer": {"mean": OK, "stddev": Rule(between(0.0))},
     "BatchNorm": {
@@ -872,7 +888,8 @@ REASONS: dict[str, str] = {
     "Hyperparams.group_norm": "only 'batch_norm'",
     "Hyperparams.sync_batch_norm": "only 'batch_norm'",
     "Regularizer": "only 'l2_regularizer'",
-    "Initializer": "only 'random_normal_initializer' and 'truncated_normal_initializer'",
+    "Initializer": "only 'random_normal_initializer', 'truncated_normal_initializer' and "
+    "'variance_scaling_initializer'",
     "Loss": "odlite's loss has no equivalent",
     "ClassificationLoss": "only 'weighted_sigmoid_focal'",
     "LocalizationLoss": "only 'weighted_smooth_l1'",

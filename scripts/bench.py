@@ -74,17 +74,65 @@ def bench_convert(work: Path, images: int, repeats: int) -> dict:
     return results
 
 
+def bench_training(work: Path, steps: int, warmup: int) -> dict:
+    """Training images/s at 320 x 320, batch 8, after ``warmup`` steps (tracing, pipeline fill)."""
+    import tensorflow as tf
+
+    from pipelines.pipeline_config import patch_config
+    from pipelines.train import train
+
+    src, data = work / "train-sample", work / "train-data"
+    generate(src, seed=0)
+    convert(src, data, label_map_path=LABEL_MAP, progress=False)
+    config = work / "bench.config"
+    patch_config(
+        ROOT / "configs" / "ssd_mobilenet_v2_fpnlite_320x320.config",
+        config,
+        [f"train_input_path={data}/train-*.tfrecord", f"eval_input_path={data}/val-*.tfrecord", "batch_size=8"],
+    )
+    stamps = []
+    model_dir = work / "model"
+    train(config, model_dir, num_steps=warmup + steps, checkpoint_every=10**9, progress=False,
+          on_step=lambda step, losses: stamps.append(time.perf_counter()))  # fmt: skip
+    seconds = stamps[-1] - stamps[warmup - 1]
+    device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    result = {"device": device, "input_size": 320, "batch_size": 8, "steps": steps}
+    result.update(images_per_s=round(steps * 8 / seconds, 2), ms_per_step=round(1000 * seconds / steps, 1))
+
+    from pipelines.evaluate import checkpoint_detector, run_detector
+    from pipelines.experiment import load_train_spec
+
+    spec = load_train_spec(config)
+    detect = checkpoint_detector(spec, tf.train.latest_checkpoint(str(model_dir)))
+    paths = [str(p) for p in sorted(data.glob("val-*.tfrecord"))]
+    run_detector(detect, paths, 320, progress=False, limit=8)  # trace
+    start = time.perf_counter()
+    found = run_detector(detect, paths, 320, progress=False)
+    evaluated = len(found.images) / (time.perf_counter() - start)
+    return {
+        f"train_{device}": result,
+        f"eval_{device}": {"images": len(found.images), "images_per_s": round(evaluated, 2)},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--images", type=int, default=2000, help="images in the conversion benchmark")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--train-steps", type=int, default=40, help="timed training steps")
+    parser.add_argument("--only", choices=["convert", "train"], help="run one section")
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results["machine"] = _machine()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     with tempfile.TemporaryDirectory() as work:
-        results["convert"] = bench_convert(Path(work), args.images, args.repeats)
-    results["convert"]["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        if args.only in (None, "convert"):
+            results["convert"] = {**bench_convert(Path(work) / "c", args.images, args.repeats), "measured_at": stamp}
+        if args.only in (None, "train"):
+            (Path(work) / "t").mkdir()
+            for name, value in bench_training(Path(work) / "t", args.train_steps, warmup=5).items():
+                results[name] = {**value, "measured_at": stamp}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

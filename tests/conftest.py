@@ -174,3 +174,59 @@ def sample_converted(sample_src, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("converted") / "tooth"
     convert(sample_src, out, label_map_path=LABEL_MAP, progress=False)
     return out
+
+
+REPO = Path(__file__).resolve().parents[1]
+TOOTH_CONFIG = REPO / "configs" / "ssd_mobilenet_v2_fpnlite_320x320.config"
+LEARNING_STEPS = 400
+
+
+def patched_config(out: Path, data_dir: Path, **settings) -> Path:
+    """The shipped tooth config pointed at ``data_dir``, with ``settings`` applied through the config verb."""
+    from pipelines.pipeline_config import patch_config
+
+    assignments = [
+        f"train_input_path={data_dir}/train-*.tfrecord",
+        f"eval_input_path={data_dir}/val-*.tfrecord",
+        f"label_map_path={LABEL_MAP}",
+    ] + [f"{k}={v}" for k, v in settings.items()]
+    patch_config(TOOTH_CONFIG, out, assignments)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tooth_data(tmp_path_factory) -> Path:
+    """The full sample dataset (240 train, 60 val images) as TFRecords."""
+    from pipelines.convert import convert
+    from pipelines.sample_data import generate
+
+    root = tmp_path_factory.mktemp("tooth")
+    generate(root / "sample", seed=0)
+    convert(root / "sample", root / "data", label_map_path=LABEL_MAP, progress=False)
+    return root / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tooth_data, tmp_path_factory) -> Path:
+    """A small, fast variant of the tooth config (128 px, batch 2) for tests of the training machinery."""
+    out = tmp_path_factory.mktemp("tiny") / "tiny.config"
+    return patched_config(
+        out,
+        tooth_data,
+        batch_size=2,
+        num_steps=4,
+        warmup_steps=1,
+        **{"model.ssd.image_resizer.fixed_shape_resizer.height": 128},
+        **{"model.ssd.image_resizer.fixed_shape_resizer.width": 128},
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_model(tooth_data, tmp_path_factory) -> Path:
+    """The tooth config trained from scratch on the sample data: shared by the learning and later-stage tests."""
+    from pipelines.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    config = patched_config(root / "pipeline.config", tooth_data, num_steps=LEARNING_STEPS)
+    train(config, root / "model", checkpoint_every=LEARNING_STEPS, seed=1, progress=False)
+    return root / "model"

@@ -1,0 +1,314 @@
+"""The evaluation stage: COCO metrics of a checkpoint on the validation TFRecords.
+
+Ground truth comes straight from the TFRecords and the metrics from pycocotools, the
+reference implementation, with boxes in each image's own pixels; any detector that
+maps a batch of uint8 images to normalised boxes can be scored the same way (a
+checkpoint here; an exported model likewise). Outputs: ``metrics.json``, a
+``report.md`` with the per-class table, precision-recall curves and a confusion
+matrix as PNG, validation pictures with ground truth and predictions, and the
+numbers in TensorBoard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from tqdm import tqdm
+
+from pipelines.errors import OdliteError
+from pipelines.experiment import TrainSpec, load_train_spec
+from pipelines.label_map import read_label_map
+from pipelines.model import MEAN_RGB, STDDEV_RGB, build_model
+from pipelines.tfrecord import feature_spec
+from pipelines.train import CONFIG_NAME, glob_inputs
+
+COCO_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"]
+COCO_NAMES += ["AR_small", "AR_medium", "AR_large"]
+CONFUSION_IOU = 0.5
+
+
+@dataclass
+class Detections:
+    """Per image: ground truth and detections, boxes in pixels [xmin, ymin, xmax, ymax]."""
+
+    images: list[dict] = field(default_factory=list)  # id, width, height, filename, jpeg
+    truth: list[dict] = field(default_factory=list)  # image_id, box, label, is_crowd, area
+    found: list[dict] = field(default_factory=list)  # image_id, box, label, score
+
+
+def eval_dataset(paths: list[str], input_size: int, batch_size: int) -> tf.data.Dataset:
+    """Validation records as (uint8 images resized to the model input, ground truth), in file order."""
+    spec = feature_spec()
+    spec["image/object/is_crowd"] = tf.io.VarLenFeature(tf.int64)
+
+    def parse(raw):
+        ex = tf.io.parse_single_example(raw, spec)
+        image = tf.io.decode_image(ex["image/encoded"], channels=3, expand_animations=False)
+        resized = tf.cast(tf.image.resize(image, [input_size, input_size]), tf.uint8)
+        dense = {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v for k, v in ex.items()}
+        dense["image/height"], dense["image/width"] = tf.shape(image)[0], tf.shape(image)[1]
+        return resized, dense
+
+    dataset = tf.data.TFRecordDataset(paths).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.padded_batch(batch_size).prefetch(2)
+
+
+def checkpoint_detector(spec: TrainSpec, checkpoint: str):
+    """uint8 [N, S, S, 3] -> (normalised [ymin, xmin, ymax, xmax], scores, classes, count) from a checkpoint."""
+    model = build_model(spec.model)
+    tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+    size = float(spec.model.input_size)
+
+    @tf.function
+    def detect(images):
+        x = (tf.cast(images, tf.float32) - MEAN_RGB) / STDDEV_RGB
+        out = model(x, training=False)
+        return out["detection_boxes"] / size, out["detection_scores"], out["detection_classes"], out["num_detections"]
+
+    return detect
+
+
+def run_detector(detect, paths, input_size: int, batch_size: int = 8, limit: int = 0, progress=True) -> Detections:
+    result = Detections()
+    total = sum(1 for path in paths for _ in tf.data.TFRecordDataset(path))
+    total = min(total, limit) if limit else total
+    bar = tqdm(total=total, unit="img", desc="eval", disable=not progress, dynamic_ncols=True)
+    with bar:
+        for images, gt in eval_dataset(paths, input_size, batch_size):
+            boxes, scores, classes, counts = (np.asarray(t) for t in detect(images))
+            for i in range(images.shape[0]):
+                if limit and len(result.images) >= limit:
+                    break
+                _collect(result, {k: v[i].numpy() for k, v in gt.items()}, boxes[i], scores[i], classes[i], counts[i])
+                bar.update(1)
+    return result
+
+
+def _collect(result: Detections, gt: dict, boxes, scores, classes, count) -> None:
+    image_id = len(result.images) + 1
+    h, w = int(gt["image/height"]), int(gt["image/width"])
+    result.images.append(
+        {
+            "id": image_id,
+            "width": w,
+            "height": h,
+            "filename": gt["image/filename"].decode(),
+            "jpeg": gt["image/encoded"],
+        }
+    )
+    n = len(gt["image/object/class/label"])
+    crowd = gt["image/object/is_crowd"][:n] if len(gt["image/object/is_crowd"]) >= n else np.zeros(n, int)
+    for j in range(n):
+        box = [gt["image/object/bbox/xmin"][j] * w, gt["image/object/bbox/ymin"][j] * h]
+        box += [gt["image/object/bbox/xmax"][j] * w, gt["image/object/bbox/ymax"][j] * h]
+        label = int(gt["image/object/class/label"][j])
+        result.truth.append({"image_id": image_id, "box": box, "label": label, "is_crowd": int(crowd[j])})
+    for j in range(int(count)):
+        ymin, xmin, ymax, xmax = np.clip(boxes[j], 0.0, 1.0)
+        result.found.append(
+            {
+                "image_id": image_id,
+                "box": [float(xmin * w), float(ymin * h), float(xmax * w), float(ymax * h)],
+                "label": int(classes[j]),
+                "score": float(scores[j]),
+            }
+        )
+
+
+def _xywh(box):
+    return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+
+
+def coco_evaluate(detections: Detections, labels: dict[int, str]) -> tuple[dict, COCOeval]:
+    """pycocotools' bbox metrics, overall and per class."""
+    coco = COCO()
+    coco.dataset = {
+        "images": [{k: v for k, v in im.items() if k in ("id", "width", "height")} for im in detections.images],
+        "annotations": [
+            {
+                "id": i,
+                "image_id": t["image_id"],
+                "category_id": t["label"],
+                "bbox": _xywh(t["box"]),
+                "area": (t["box"][2] - t["box"][0]) * (t["box"][3] - t["box"][1]),
+                "iscrowd": t["is_crowd"],
+            }
+            for i, t in enumerate(detections.truth, start=1)
+        ],
+        "categories": [{"id": k, "name": v} for k, v in labels.items()],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+        results = [
+            {"image_id": d["image_id"], "category_id": d["label"], "bbox": _xywh(d["box"]), "score": d["score"]}
+            for d in detections.found
+            if d["label"] in labels
+        ]
+        found = coco.loadRes(results) if results else COCO()
+        if not results:
+            found.dataset = {
+                "images": coco.dataset["images"],
+                "annotations": [],
+                "categories": coco.dataset["categories"],
+            }
+            found.createIndex()
+        evaluator = COCOeval(coco, found, "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    metrics = {name: float(value) for name, value in zip(COCO_NAMES, evaluator.stats)}
+    precision = evaluator.eval["precision"]  # [iou, recall, class, area, max dets]
+    per_class = {}
+    for k, class_id in enumerate(evaluator.params.catIds):
+
+        def mean_valid(p):
+            valid = p[p > -1]
+            return float(valid.mean()) if valid.size else float("nan")
+
+        per_class[labels[class_id]] = {
+            "AP": mean_valid(precision[:, :, k, 0, -1]),
+            "AP50": mean_valid(precision[0, :, k, 0, -1]),
+            "ground_truth": sum(1 for t in detections.truth if t["label"] == class_id),
+        }
+    metrics["per_class"] = per_class
+    return metrics, evaluator
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def confusion_matrix(detections: Detections, class_ids: list[int], min_score: float) -> np.ndarray:
+    """Rows: true class then 'background' (false positives); columns: predicted class then 'missed'."""
+    index = {c: i for i, c in enumerate(class_ids)}
+    k = len(class_ids)
+    matrix = np.zeros((k + 1, k + 1), dtype=int)
+    by_image: dict[int, tuple[list, list]] = {}
+    for t in detections.truth:
+        by_image.setdefault(t["image_id"], ([], []))[0].append(t)
+    for d in detections.found:
+        if d["score"] >= min_score and d["label"] in index:
+            by_image.setdefault(d["image_id"], ([], []))[1].append(d)
+    for truth, found in by_image.values():
+        taken = set()
+        for d in sorted(found, key=lambda d: -d["score"]):
+            best, best_iou = None, CONFUSION_IOU
+            for j, t in enumerate(truth):
+                iou = _iou(d["box"], t["box"])
+                if j not in taken and iou >= best_iou:
+                    best, best_iou = j, iou
+            if best is None:
+                matrix[k, index[d["label"]]] += 1
+            else:
+                taken.add(best)
+                matrix[index.get(truth[best]["label"], k), index[d["label"]]] += 1
+        for j, t in enumerate(truth):
+            if j not in taken and t["label"] in index:
+                matrix[index[t["label"]], k] += 1
+    return matrix
+
+
+def latest_checkpoint(model_dir: Path) -> str:
+    checkpoint = tf.train.latest_checkpoint(str(model_dir))
+    if checkpoint is None:
+        raise OdliteError.at(model_dir, "no checkpoint here (train first: odlite train)")
+    return checkpoint
+
+
+def _resolve_config(config_path, model_dir: Path) -> Path:
+    if config_path:
+        return Path(config_path)
+    if (model_dir / CONFIG_NAME).exists():
+        return model_dir / CONFIG_NAME
+    raise OdliteError.at(model_dir, f"no {CONFIG_NAME} here; pass --config")
+
+
+def evaluate(
+    config_path: str | Path | None,
+    model_dir: str | Path,
+    checkpoint: str | None = None,
+    out: str | Path | None = None,
+    min_score: float = 0.5,
+    samples: int = 6,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict:
+    """Evaluate one checkpoint (default: the latest) and write the report; returns the metrics."""
+    model_dir = Path(model_dir)
+    spec = load_train_spec(_resolve_config(config_path, model_dir))
+    checkpoint = checkpoint or latest_checkpoint(model_dir)
+    step = int(checkpoint.rsplit("-", 1)[1]) if "-" in Path(checkpoint).name else 0
+    labels = read_label_map(spec.label_map_path)
+    paths = glob_inputs(spec.eval_paths, "eval_input_reader")
+    start = time.perf_counter()
+    detections = run_detector(
+        checkpoint_detector(spec, checkpoint), paths, spec.model.input_size, batch_size, spec.eval_examples, progress
+    )
+    seconds = time.perf_counter() - start
+    metrics, evaluator = coco_evaluate(detections, labels)
+    metrics.update(
+        checkpoint=checkpoint,
+        step=step,
+        images=len(detections.images),
+        images_per_second=len(detections.images) / seconds,
+    )
+    out = Path(out) if out else model_dir / "eval" / f"step-{step}"
+    from pipelines.report import write_report
+
+    write_report(
+        out,
+        metrics,
+        evaluator,
+        detections,
+        labels,
+        confusion_matrix(detections, list(labels), min_score),
+        min_score,
+        samples,
+    )
+    writer = tf.summary.create_file_writer(str(model_dir / "eval"))
+    with writer.as_default():
+        for name in COCO_NAMES:
+            tf.summary.scalar(f"eval/{name}", metrics[name], step=step)
+        for name, values in metrics["per_class"].items():
+            tf.summary.scalar(f"eval_per_class/AP50/{name}", values["AP50"], step=step)
+    writer.flush()
+    metrics["out"] = str(out)
+    return metrics
+
+
+def evaluate_continuously(config_path, model_dir, timeout: float = 3600, **kwargs):
+    """Evaluate each new checkpoint as training writes it, until the last step or ``timeout`` seconds without one."""
+    model_dir = Path(model_dir)
+    spec = load_train_spec(_resolve_config(config_path, model_dir))
+    for checkpoint in tf.train.checkpoints_iterator(str(model_dir), min_interval_secs=5, timeout=timeout):
+        metrics = evaluate(config_path, model_dir, checkpoint=checkpoint, **kwargs)
+        yield metrics
+        if metrics["step"] >= spec.num_steps:
+            return
+
+
+def summary_line(metrics: dict) -> str:
+    return (
+        f"step {metrics['step']}: mAP@0.5:0.95 {metrics['AP']:.3f}  mAP@0.5 {metrics['AP50']:.3f}  "
+        f"({metrics['images']} images, {metrics['images_per_second']:.1f} img/s)"
+    )
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,300 @@
+"""The training stage: pipeline.config + TFRecords -> checkpoints in a model directory.
+
+A plain tf.function loop around Model Garden's model, anchor labeler and focal loss,
+rather than Orbit, so that it can show a progress bar, write the scalars users look
+for, save on Ctrl-C and resume from the latest checkpoint by itself. The loss is the
+OD API's: focal classification loss and smooth-L1 box loss on faster-rcnn encoded
+boxes, normalised by the number of matched anchors, with the config's
+classification and localization weights (Model Garden has no such weights).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tensorflow as tf
+import tf_keras
+from official.vision.dataloaders import retinanet_input, tf_example_decoder
+from official.vision.losses import focal_loss, loss_utils
+from tqdm import tqdm
+
+from pipelines.augment import augmenter
+from pipelines.errors import OdliteError
+from pipelines.experiment import LearningRate, TrainSpec, load_train_spec
+from pipelines.model import build_model
+from pipelines.pipeline_config import check_paths_resolved
+
+CONFIG_NAME = "pipeline.config"
+
+
+class CosineDecayWithWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):
+    """The OD API's cosine_decay_with_warmup: linear warmup, optional hold, cosine to zero at total_steps."""
+
+    def __init__(self, spec: LearningRate):
+        self.spec = spec
+
+    def __call__(self, step):
+        s = self.spec
+        step = tf.cast(step, tf.float32)
+        if s.kind == "constant":
+            return tf.constant(s.base, tf.float32)
+        decay_steps = max(1.0, float(s.total_steps - s.warmup_steps - s.hold_base_rate_steps))
+        progress = (step - s.warmup_steps - s.hold_base_rate_steps) / decay_steps
+        rate = 0.5 * s.base * (1.0 + tf.cos(math.pi * tf.clip_by_value(progress, 0.0, 1.0)))
+        if s.hold_base_rate_steps > 0:
+            rate = tf.where(step < s.warmup_steps + s.hold_base_rate_steps, s.base, rate)
+        if s.warmup_steps > 0:
+            slope = (s.base - s.warmup_learning_rate) / s.warmup_steps
+            rate = tf.where(step < s.warmup_steps, s.warmup_learning_rate + slope * step, rate)
+        return tf.where(step >= s.total_steps, 0.0, rate)
+
+    def get_config(self):
+        return dict(self.spec.__dict__)
+
+
+def glob_inputs(patterns: list[str], what: str) -> list[str]:
+    files = sorted({f for pattern in patterns for f in tf.io.gfile.glob(pattern)})
+    if not files:
+        shown = ", ".join(repr(p) for p in patterns)
+        raise OdliteError(f"{what} input_path {shown} matches no files (convert the data first: odlite convert)")
+    return files
+
+
+def anchor_parser(spec: TrainSpec) -> retinanet_input.Parser:
+    m = spec.model
+    return retinanet_input.Parser(
+        output_size=[m.input_size, m.input_size],
+        min_level=m.min_level,
+        max_level=m.max_level,
+        num_scales=m.scales_per_octave,
+        aspect_ratios=list(m.aspect_ratios),
+        anchor_size=m.anchor_scale,
+        match_threshold=spec.matched_threshold,
+        unmatched_threshold=spec.unmatched_threshold,
+        box_coder_weights=list(m.box_coder_weights),
+        skip_crowd_during_training=True,
+        max_num_instances=spec.max_boxes,
+        dtype="float32",
+        mode=None,
+        pad=False,  # see experiment.py: levels above the backbone use ceil(size / stride)
+        keep_aspect_ratio=False,  # fixed_shape_resizer stretches
+    )
+
+
+def train_dataset(spec: TrainSpec, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
+    """Endless shuffled, augmented, anchor-labelled batches."""
+    files = glob_inputs(spec.train_paths, "train_input_reader")
+    decoder = tf_example_decoder.TfExampleDecoder(regenerate_source_id=True)
+    parse = anchor_parser(spec).parse_fn(is_training=True)
+    augment = augmenter(spec.augmentations)
+    dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed).repeat()
+    dataset = dataset.interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    dataset = dataset.shuffle(512, seed=seed)
+    dataset = dataset.map(lambda raw: parse(augment(decoder.decode(raw))), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = seed is not None
+    return dataset.with_options(options)
+
+
+def detection_losses(spec: TrainSpec, outputs: dict, labels: dict, regularization) -> dict:
+    """Per-replica losses: focal + smooth-L1, each normalised by the number of matched anchors."""
+    num_classes = spec.model.num_classes + 1
+    num_positives = tf.reduce_sum(labels["box_weights"]) + 1.0
+    cls_true = tf.one_hot(loss_utils.multi_level_flatten(labels["cls_targets"], last_dim=None), num_classes)
+    cls_pred = loss_utils.multi_level_flatten(outputs["cls_outputs"], last_dim=num_classes)
+    focal = focal_loss.FocalLoss(
+        alpha=spec.focal_alpha, gamma=spec.focal_gamma, reduction=tf_keras.losses.Reduction.SUM
+    )
+    cls_loss = focal(cls_true, tf.cast(cls_pred, tf.float32), sample_weight=labels["cls_weights"] / num_positives)
+    box_true = loss_utils.multi_level_flatten(labels["box_targets"], last_dim=4)
+    box_pred = loss_utils.multi_level_flatten(outputs["box_outputs"], last_dim=4)
+    # Keras' Huber averages over the 4 box codes: the OD API's normalize_loc_loss_by_codesize.
+    huber = tf_keras.losses.Huber(spec.huber_delta, reduction=tf_keras.losses.Reduction.SUM)
+    box_loss = huber(box_true, tf.cast(box_pred, tf.float32), sample_weight=labels["box_weights"] / num_positives)
+    if not spec.loss_per_code:
+        box_loss *= 4.0
+    cls_loss, box_loss = spec.classification_weight * cls_loss, spec.localization_weight * box_loss
+    reg_loss = tf.add_n(regularization) if regularization else tf.constant(0.0)
+    return {
+        "total_loss": cls_loss + box_loss + reg_loss,
+        "classification_loss": cls_loss,
+        "localization_loss": box_loss,
+        "regularization_loss": reg_loss,
+    }
+
+
+def pick_strategy(cpu_replicas: int = 0) -> tf.distribute.Strategy:
+    """All GPUs mirrored, one GPU, or the CPU; ``cpu_replicas`` splits the CPU to exercise mirroring."""
+    if cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_replicas)])
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    if gpus:
+        return tf.distribute.OneDeviceStrategy("/gpu:0")
+    return tf.distribute.get_strategy()
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    step: int
+    checkpoint: str | None
+    interrupted: bool
+    images_per_second: float
+    losses: dict
+
+
+def _copy_config(spec: TrainSpec, model_dir: Path) -> None:
+    tmp = model_dir / f".{CONFIG_NAME}.tmp"
+    tmp.write_text(spec.config.to_text())
+    os.replace(tmp, model_dir / CONFIG_NAME)
+
+
+class _StopOnSignal:
+    """Turns Ctrl-C (and SIGTERM) into a flag the loop checks, so it can save before leaving."""
+
+    def __init__(self):
+        self.stop = False
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: no handler
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.stop:  # a second Ctrl-C leaves at once
+            raise KeyboardInterrupt
+        self.stop = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(
+    config_path: str | Path,
+    model_dir: str | Path,
+    num_steps: int | None = None,
+    checkpoint_every: int = 100,
+    keep_checkpoints: int = 5,
+    summary_every: int = 10,
+    from_scratch: bool = False,
+    mixed_precision: bool = False,
+    cpu_replicas: int = 0,
+    seed: int | None = None,
+    progress: bool = True,
+    on_step=None,
+) -> TrainResult:
+    """Train to ``num_steps`` (default: the config's), resuming from the latest checkpoint in ``model_dir``.
+
+    ``on_step(step, losses)`` is called after every step (progress reporting, tests).
+    """
+    spec = load_train_spec(config_path)
+    check_paths_resolved(spec.config)
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    total_steps = int(num_steps or spec.num_steps)
+    strategy = pick_strategy(cpu_replicas)
+    if mixed_precision:
+        on_gpu = bool(tf.config.list_physical_devices("GPU"))
+        tf_keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
+    if seed is not None:
+        tf_keras.utils.set_random_seed(seed)
+    dataset = strategy.experimental_distribute_dataset(train_dataset(spec, spec.batch_size, seed))
+
+    with strategy.scope():
+        model = build_model(spec.model)
+        schedule = CosineDecayWithWarmup(spec.learning_rate)
+        optimizer = tf_keras.optimizers.SGD(schedule, momentum=spec.momentum)
+        if mixed_precision and tf_keras.mixed_precision.global_policy().name == "mixed_float16":
+            optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=keep_checkpoints)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        print(f"resuming from {manager.latest_checkpoint} (step {int(optimizer.iterations)})")
+    else:
+        from pipelines.warm_start import warm_start
+
+        print(warm_start(model, spec, from_scratch))
+    _copy_config(spec, model_dir)
+    devices = ", ".join(sorted({d.split("/")[-1] for d in strategy.extended.worker_devices}))
+    print(f"devices: {devices}; replicas: {strategy.num_replicas_in_sync}; batch {spec.batch_size}")
+
+    @tf.function
+    def train_step(inputs):
+        @tf.autograph.experimental.do_not_convert  # plain Python; conversion only warns about the closure
+        def step_fn(images, labels):
+            with tf.GradientTape() as tape:
+                outputs = model(images, training=True)
+                losses = detection_losses(spec, outputs, labels, model.losses)
+                scaled = losses["total_loss"] / strategy.num_replicas_in_sync
+                if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+                    scaled = optimizer.get_scaled_loss(scaled)
+            grads = tape.gradient(scaled, model.trainable_variables)
+            if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+                grads = optimizer.get_unscaled_gradients(grads)
+            # The backbone's last 1x1 conv feeds no pyramid level: skip its missing gradients.
+            pairs = [(g, v) for g, v in zip(grads, model.trainable_variables) if g is not None]
+            optimizer.apply_gradients(pairs)
+            return losses
+
+        per_replica = strategy.run(step_fn, args=inputs)
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
+
+    writer = tf.summary.create_file_writer(str(model_dir / "train"))
+    step = int(optimizer.iterations)
+    losses: dict = {}
+    rate = 0.0
+    interrupted = False
+    iterator = iter(dataset)
+    bar = tqdm(total=total_steps, initial=step, unit="step", desc="train", disable=not progress, dynamic_ncols=True)
+    window_start, window_steps = time.perf_counter(), 0
+    with bar, _StopOnSignal() as stopper, writer.as_default():
+        while step < total_steps:
+            if stopper.stop:
+                interrupted = True
+                break
+            losses = {k: float(v) for k, v in train_step(next(iterator)).items()}
+            if not all(math.isfinite(v) for v in losses.values()):
+                raise OdliteError(f"the loss became {losses['total_loss']} at step {step + 1}; lower the learning rate")
+            step += 1
+            window_steps += 1
+            bar.update(1)
+            if window_steps >= summary_every or step == total_steps:
+                elapsed = time.perf_counter() - window_start
+                rate = window_steps * spec.batch_size / max(elapsed, 1e-9)
+                learning_rate = float(schedule(step))
+                for name, value in losses.items():
+                    tf.summary.scalar(f"loss/{name}", value, step=step)
+                tf.summary.scalar("learning_rate", learning_rate, step=step)
+                tf.summary.scalar("images_per_second", rate, step=step)
+                bar.set_postfix(loss=f"{losses['total_loss']:.3f}", lr=f"{learning_rate:.4f}", img_s=f"{rate:.1f}")
+                window_start, window_steps = time.perf_counter(), 0
+            if step % checkpoint_every == 0:
+                manager.save(checkpoint_number=step)
+            if on_step is not None:
+                on_step(step, losses)
+    path = manager.save(checkpoint_number=step) if step != _latest_step(manager) else manager.latest_checkpoint
+    writer.flush()
+    return TrainResult(model_dir, step, path, interrupted, rate, losses)
+
+
+def _latest_step(manager: tf.train.CheckpointManager) -> int | None:
+    latest = manager.latest_checkpoint
+    return int(latest.rsplit("-", 1)[1]) if latest else None

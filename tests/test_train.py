@@ -1,0 +1,229 @@
+"""Training: schedule, losses, augmentation, warm start, checkpoints, resume, interruption, mirroring, learning."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+from conftest import LEARNING_STEPS, patched_config
+
+from pipelines.augment import augmenter, crop_image, horizontal_flip
+from pipelines.errors import OdliteError
+from pipelines.experiment import LearningRate, load_train_spec
+from pipelines.train import CosineDecayWithWarmup, train
+
+
+def test_learning_rate_follows_the_od_api_schedule():
+    spec = LearningRate("cosine", base=0.08, total_steps=1000, warmup_learning_rate=0.02, warmup_steps=100)
+    schedule = CosineDecayWithWarmup(spec)
+    assert float(schedule(0)) == pytest.approx(0.02)
+    assert float(schedule(50)) == pytest.approx(0.05)
+    assert float(schedule(100)) == pytest.approx(0.08)
+    assert float(schedule(550)) == pytest.approx(0.04, rel=1e-4)
+    assert float(schedule(1000)) == pytest.approx(0.0, abs=1e-7)
+    held = CosineDecayWithWarmup(LearningRate("cosine", 0.1, 1000, 0.0, 100, hold_base_rate_steps=200))
+    assert float(held(250)) == pytest.approx(0.1)
+    assert float(held(300 + 350)) == pytest.approx(0.05, rel=1e-4)
+    assert float(CosineDecayWithWarmup(LearningRate("constant", 0.01))(123)) == pytest.approx(0.01)
+
+
+def _data(boxes):
+    return {
+        "image": tf.constant(np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)),
+        "groundtruth_boxes": tf.constant(boxes, tf.float32),
+        "groundtruth_classes": tf.constant(list(range(1, len(boxes) + 1)), tf.int64),
+        "groundtruth_is_crowd": tf.zeros([len(boxes)], tf.bool),
+        "groundtruth_area": tf.ones([len(boxes)]),
+    }
+
+
+def test_horizontal_flip_moves_image_and_boxes_together():
+    data = _data([[0.1, 0.0, 0.5, 0.25]])
+    flipped = horizontal_flip(data, probability=1.0)
+    np.testing.assert_array_equal(flipped["image"].numpy(), data["image"].numpy()[:, ::-1])
+    np.testing.assert_allclose(flipped["groundtruth_boxes"].numpy(), [[0.1, 0.75, 0.5, 1.0]])
+    assert horizontal_flip(data, probability=0.0)["image"] is not None
+
+
+def test_crop_keeps_boxes_in_the_cropped_frame():
+    tf.random.set_seed(3)
+    data = _data([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
+    for _ in range(10):
+        out = crop_image(data, min_object_covered=0.0, min_area=0.3, max_area=0.6, overlap_thresh=0.5)
+        boxes, classes = out["groundtruth_boxes"].numpy(), out["groundtruth_classes"].numpy()
+        assert boxes.shape[0] == classes.shape[0] == out["groundtruth_area"].shape[0] <= 2
+        assert ((boxes >= 0) & (boxes <= 1)).all()
+        assert out["image"].shape[0] * out["image"].shape[1] < 24
+
+
+def test_photometric_options_change_pixels_not_boxes():
+    data = _data([[0.1, 0.1, 0.9, 0.9]])
+    out = augmenter([("random_adjust_brightness", {"max_delta": 0.5}), ("random_adjust_contrast", {})])(data)
+    assert out["image"].dtype == tf.uint8 and out["image"].shape == data["image"].shape
+    np.testing.assert_array_equal(out["groundtruth_boxes"].numpy(), data["groundtruth_boxes"].numpy())
+
+
+def test_every_zoo_setting_reaches_the_model(tiny_config):
+    spec = load_train_spec("tests/data/ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8.config")
+    m = spec.model
+    assert (m.num_classes, m.input_size, m.min_level, m.max_level) == (90, 320, 3, 7)
+    assert (m.fpn_depth, m.head_depth, m.head_layers, m.share_prediction_tower) == (128, 128, 4, True)
+    assert (m.anchor_scale, m.aspect_ratios, m.scales_per_octave) == (4.0, [1.0, 2.0, 0.5], 2)
+    assert (m.batch_norm_decay, m.batch_norm_epsilon, m.l2_weight, m.activation) == (0.997, 0.001, 4e-5, "relu6")
+    assert m.box_coder_weights == [10.0, 10.0, 5.0, 5.0] and m.iou_threshold == 0.6
+    assert (spec.focal_alpha, spec.focal_gamma, spec.batch_size, spec.num_steps) == (0.25, 2.0, 128, 50000)
+    assert [name for name, _ in spec.augmentations] == ["random_horizontal_flip", "random_crop_image"]
+
+
+def test_classification_and_localization_weights_scale_the_losses(tiny_config, tmp_path):
+    from pipelines.model import build_model
+    from pipelines.train import detection_losses, train_dataset
+
+    spec = load_train_spec(tiny_config)
+    images, labels = next(iter(train_dataset(spec, 2, seed=0)))
+    model = build_model(spec.model)
+    outputs = model(images, training=True)
+    base = detection_losses(spec, outputs, labels, [])
+    spec.classification_weight, spec.localization_weight = 2.0, 0.5
+    weighted = detection_losses(spec, outputs, labels, [])
+    assert float(weighted["classification_loss"]) == pytest.approx(2 * float(base["classification_loss"]), rel=1e-5)
+    assert float(weighted["localization_loss"]) == pytest.approx(0.5 * float(base["localization_loss"]), rel=1e-5)
+    assert float(base["localization_loss"]) > 0
+
+
+def test_shared_tower_model_has_one_tower():
+    from pipelines.model import ModelSpec, build_model
+
+    shared = build_model(ModelSpec(num_classes=2, input_size=128))
+    separate = build_model(ModelSpec(num_classes=2, input_size=128, share_prediction_tower=False))
+    assert not any("boxnet-conv" in w.name for w in shared.weights)
+    assert any("boxnet-conv" in w.name for w in separate.weights)
+    assert separate.count_params() > shared.count_params()
+    bias = [w for w in shared.weights if "scores" in w.name and "bias" in w.name][0]
+    assert np.allclose(bias.numpy(), -4.6)
+
+
+def test_imagenet_weights_map_onto_the_backbone(tiny_config, tmp_path):
+    from pipelines.model import build_model
+    from pipelines.warm_start import keras_mobilenet_v2, warm_start
+
+    keras = keras_mobilenet_v2(None, 1.0)
+    weights = tmp_path / "mobilenet_v2_no_top.h5"
+    keras.save_weights(weights)
+    spec = load_train_spec(tiny_config)
+    spec.fine_tune_checkpoint, spec.fine_tune_checkpoint_type = str(weights), "classification"
+    model = build_model(spec.model)
+    assert "260 tensors" in warm_start(model, spec, from_scratch=False)
+    x = tf.random.uniform([1, 128, 128, 3])
+    ours = model.backbone(x, training=False)["5"]
+    theirs = tf_keras.Model(keras.input, keras.get_layer("block_16_project_BN").output)(x, training=False)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-4)
+
+
+def test_missing_weights_fail_clearly_unless_from_scratch(tiny_config):
+    from pipelines.model import build_model
+    from pipelines.warm_start import warm_start
+
+    spec = load_train_spec(tiny_config)
+    spec.fine_tune_checkpoint = "/nowhere/mobilenet_v2.h5"
+    model = build_model(spec.model)
+    with pytest.raises(
+        OdliteError, match=r"train_config.fine_tune_checkpoint: '/nowhere/mobilenet_v2.h5' not found.*--from-scratch"
+    ):
+        warm_start(model, spec, from_scratch=False)
+    assert "training from scratch (--from-scratch)" in warm_start(model, spec, from_scratch=True)
+    spec.fine_tune_checkpoint = ""
+    assert "training from scratch: fine_tune_checkpoint is empty" in warm_start(model, spec, from_scratch=False)
+
+
+def test_checkpoints_resume_and_warm_start_from_odlite(tiny_config, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    first = train(tiny_config, model_dir, num_steps=2, checkpoint_every=1, keep_checkpoints=2, progress=False)
+    assert first.step == 2 and first.checkpoint.endswith("ckpt-2")
+    assert (model_dir / "pipeline.config").read_text() == load_train_spec(tiny_config).config.to_text()
+    assert sorted(p.name for p in model_dir.glob("ckpt-*.index")) == ["ckpt-1.index", "ckpt-2.index"]
+    second = train(tiny_config, model_dir, num_steps=3, checkpoint_every=10, progress=False)
+    assert "resuming from" in capsys.readouterr().out and second.step == 3
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-3")
+    assert any(model_dir.joinpath("train").iterdir())
+
+    from pipelines.pipeline_config import patch_config
+
+    patch_config(
+        tiny_config,
+        tmp_path / "warm.config",
+        [
+            f"fine_tune_checkpoint={model_dir}",
+            "model.ssd.num_classes=2",
+            "train_config.fine_tune_checkpoint_type=detection",
+        ],
+    )
+    result = train(tmp_path / "warm.config", tmp_path / "warm", num_steps=1, progress=False)
+    assert result.step == 1
+    assert "initialised backbone, decoder from" in capsys.readouterr().out
+
+
+def test_ctrl_c_saves_a_checkpoint_and_a_rerun_resumes(tiny_config, tmp_path):
+    def interrupt(step, losses):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = train(tiny_config, tmp_path / "m", num_steps=4, checkpoint_every=100, progress=False, on_step=interrupt)
+    assert result.interrupted and result.step == 2 and result.checkpoint.endswith("ckpt-2")
+    again = train(tiny_config, tmp_path / "m", num_steps=4, checkpoint_every=100, progress=False)
+    assert not again.interrupted and again.step == 4
+
+
+def test_mirrored_strategy_over_two_logical_cpus(tiny_config, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "train", "--config", str(tiny_config), "--model-dir",
+         str(tmp_path / "m"), "--num-steps", "2", "--cpu-replicas", "2", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "step 2:" in done.stdout and "total_loss" in done.stdout
+    assert "replicas: 2" in done.stdout
+
+
+def test_unresolved_paths_and_missing_data_fail_clearly(tmp_path):
+    with pytest.raises(OdliteError, match="PATH_TO_BE_CONFIGURED"):
+        train("tests/data/ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8.config", tmp_path / "m", progress=False)
+    config = patched_config(tmp_path / "c.config", tmp_path / "nodata")
+    with pytest.raises(OdliteError, match="matches no files"):
+        train(config, tmp_path / "m2", progress=False)
+
+
+def test_training_from_scratch_learns_the_sample(trained_model):
+    """The whole loop: from scratch on the CPU, the project's own eval must reach mAP@0.5 >= 0.5."""
+    from pipelines.evaluate import evaluate
+
+    metrics = evaluate(None, trained_model, progress=False)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "per_class"}, indent=1))
+    assert metrics["step"] == LEARNING_STEPS
+    assert metrics["AP50"] >= 0.5, metrics
+    assert math.isfinite(metrics["AP"]) and metrics["per_class"]["caries"]["AP50"] > 0.3
+
+
+def test_continuous_eval_follows_checkpoints_and_writes_the_report(tiny_config, tmp_path):
+    from pipelines.evaluate import evaluate_continuously
+
+    train(tiny_config, tmp_path / "m", num_steps=4, checkpoint_every=2, progress=False)
+    seen = list(evaluate_continuously(None, tmp_path / "m", timeout=1, progress=False, samples=2))
+    assert [m["step"] for m in seen] == [4]
+    report = tmp_path / "m" / "eval" / "step-4"
+    metrics = json.loads((report / "metrics.json").read_text())
+    for name in ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"):
+        assert 0.0 <= metrics[name] <= 1.0 or metrics[name] == -1.0
+    assert set(metrics["per_class"]) == {"normal", "caries"} and metrics["images"] == 60
+    assert {p.name for p in report.iterdir()} >= {"report.md", "pr_curves.png", "confusion_matrix.png", "samples"}
+    assert len(list((report / "samples").glob("*.png"))) == 2
+    assert "| caries" in (report / "report.md").read_text()
+    assert any((tmp_path / "m" / "eval").glob("events.out.tfevents.*"))
