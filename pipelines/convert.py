@@ -16,8 +16,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from natsort import natsort_keygen
 from tqdm import tqdm
 
 from pipelines.annotations import Box, Dataset, Entry, read_dataset
+from pipelines.atomic import atomic_folder
 from pipelines.errors import OdliteError, Problem
 from pipelines.images import ImageProblem, read_and_prepare
 from pipelines.label_map import format_label_map, labels_by_name, read_label_map
@@ -194,31 +193,6 @@ def _shard_count(num_shards: int | None, images: int) -> int:
     return max(1, math.ceil(images / IMAGES_PER_SHARD))
 
 
-def prepare_output(out: Path, overwrite: bool) -> Path:
-    """A fresh temporary folder beside ``out``; refuses to touch an existing ``out`` unless told to."""
-    if out.exists() and not overwrite:
-        raise OdliteError.at(out, "already exists; pass --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise OdliteError.at(out, "exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the dataset from other users
-    return tmp
-
-
-def commit_output(tmp: Path, out: Path) -> None:
-    """Move the finished folder into place; an old ``out`` is removed only after that succeeds."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def convert(
     src: Path,
     out: Path,
@@ -260,8 +234,7 @@ def convert(
     splits = assign_splits(valid, keys, val_fraction, seed)
     source_ids = {id(e): e.image_id or n for n, e in enumerate(sorted(valid, key=lambda e: keys[id(e)]), start=1)}
 
-    tmp = prepare_output(out, overwrite)
-    try:
+    with atomic_folder(out, overwrite) as tmp:
         result = ConvertResult(out, dataset.format, label_map, {}, [], list(dataset.warnings), 0)
         total = len(valid)
         bar = tqdm(total=total, unit="img", desc="convert", disable=not progress, dynamic_ncols=True)
@@ -282,10 +255,6 @@ def convert(
             raise OdliteError("no usable images found", skipped)
         (tmp / "label_map.pbtxt").write_text(format_label_map(label_map))
         (tmp / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
-        commit_output(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return result
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,9 +304,3 @@ def summary_line(metrics: dict) -> str:
         f"step {metrics['step']}: mAP@0.5:0.95 {metrics['AP']:.3f}  mAP@0.5 {metrics['AP50']:.3f}  "
         f"({metrics['images']} images, {metrics['images_per_second']:.1f} img/s)"
     )
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)

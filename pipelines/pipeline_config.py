@@ -15,14 +15,12 @@ import argparse
 import copy
 import difflib
 import math
-import os
 import re
-import tempfile
 from collections import Counter
-from contextlib import suppress
 from pathlib import Path
 
 from pipelines import textproto
+from pipelines.atomic import write_text_atomically
 from pipelines.errors import OdliteError, Problem
 from pipelines.pipeline_schema import (
     CHOICES,
@@ -689,26 +687,8 @@ def patch_config(
     changes = config.set_many(pairs)
     text = config.to_text()
     parse_pipeline_config(text, str(out))  # what is written must load
-    _write_atomically(out, text)
+    write_text_atomically(out, text)
     return changes
-
-
-def _write_atomically(out: Path, text: str) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, out)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 # --- the odlite config verb ---------------------------------------------------------------

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import ImageDraw
 from tabulate import tabulate
 
+from pipelines.atomic import atomic_folder
 from pipelines.inspect_data import draw_boxes
 
 GROUND_TRUTH_COLOUR = (255, 255, 255)
@@ -79,10 +77,7 @@ def _fmt(value: float) -> str:
 
 def write_report(out: Path, metrics: dict, evaluator, detections, labels, matrix, min_score: float, samples: int):
     """Everything is written to a temporary folder and moved into ``out`` at the end."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         _plot_pr_curves(tmp / "pr_curves.png", evaluator, labels)
         names = list(labels.values())
@@ -96,12 +91,6 @@ def write_report(out: Path, metrics: dict, evaluator, detections, labels, matrix
             _draw_sample(image, truth, found, labels, min_score).save(tmp / "samples" / name)
             pictures.append(name)
         (tmp / "report.md").write_text(_markdown(metrics, matrix, names, min_score, pictures))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _markdown(metrics: dict, matrix, names: list[str], min_score: float, pictures: list[str]) -> str:

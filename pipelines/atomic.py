@@ -1,0 +1,63 @@
+"""Outputs appear whole or not at all: built beside their final place, then renamed into it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from pipelines.errors import OdliteError
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def write_text_atomically(out: Path, text: str) -> None:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, out)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+@contextmanager
+def atomic_folder(out: Path, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a fresh folder beside ``out``; on success it takes ``out``'s place, on failure it goes.
+
+    An existing ``out`` is refused unless ``overwrite``, and removed only once the new one is in place.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OdliteError.at(out, "already exists; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise OdliteError.at(out, "exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would hide the output from other users
+    try:
+        yield tmp
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
