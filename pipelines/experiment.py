@@ -107,6 +107,8 @@ def model_spec(config: PipelineConfig) -> ModelSpec:
         head_separable=bool(config.get(f"{PREDICTOR}.use_depthwise")),
         share_prediction_tower=bool(config.get(f"{PREDICTOR}.share_prediction_tower")),
         class_prior_bias=float(config.get(f"{PREDICTOR}.class_prediction_bias_init")),
+        initialize_pointwise=bool(config.get(f"{PREDICTOR}.apply_conv_hyperparams_pointwise")),
+        initialize_predictors=bool(config.get(f"{PREDICTOR}.apply_conv_hyperparams_to_heads")),
         anchor_scale=float(anchors["anchor_scale"]),
         aspect_ratios=[float(a) for a in anchors["aspect_ratios"]],
         scales_per_octave=int(anchors["scales_per_octave"]),

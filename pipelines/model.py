@@ -43,6 +43,8 @@ class ModelSpec:
     head_separable: bool = True
     share_prediction_tower: bool = True
     class_prior_bias: float = -4.6
+    initialize_pointwise: bool = False  # apply_conv_hyperparams_pointwise
+    initialize_predictors: bool = False  # apply_conv_hyperparams_to_heads
     anchor_scale: float = 4.0
     aspect_ratios: list[float] = field(default_factory=lambda: [1.0, 2.0, 0.5])
     scales_per_octave: int = 2
@@ -112,20 +114,40 @@ def make_initializer(description: tuple[str, dict]):
 class FPNLiteHead(dense_prediction_heads.RetinaNetHead):
     """RetinaNet head with the OD API's shared prediction tower and class prior bias."""
 
-    def __init__(self, share_prediction_tower: bool = True, class_prior_bias: float = -4.6, initializer=None, **kwargs):
+    def __init__(
+        self,
+        share_prediction_tower: bool = True,
+        class_prior_bias: float = -4.6,
+        initializer=None,
+        initialize_pointwise: bool = False,
+        initialize_predictors: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(initializer, dict):
             initializer = tf_keras.initializers.deserialize(initializer)
         self._classifier_kwargs["bias_initializer"] = tf_keras.initializers.Constant(class_prior_bias)
         if initializer is not None:
-            separable = self._config_dict["use_separable_conv"]
-            keys = ("depthwise_initializer", "pointwise_initializer") if separable else ("kernel_initializer",)
-            for layer_kwargs in (self._conv_kwargs, self._classifier_kwargs, self._box_regressor_kwargs):
-                layer_kwargs.update(dict.fromkeys(keys, initializer))
+            # As the OD API's weight-shared predictor: with separable convs the initializer goes to the
+            # tower's depthwise kernels only; pointwise kernels and the predictors keep Keras' glorot_uniform
+            # unless apply_conv_hyperparams_pointwise / apply_conv_hyperparams_to_heads say otherwise.
+            if self._config_dict["use_separable_conv"]:
+                self._conv_kwargs.update(
+                    depthwise_initializer=initializer,
+                    pointwise_initializer=initializer if initialize_pointwise else "glorot_uniform",
+                )
+                chosen = initializer if initialize_predictors else "glorot_uniform"
+                for predictor in (self._classifier_kwargs, self._box_regressor_kwargs):
+                    predictor.update(depthwise_initializer=chosen, pointwise_initializer=chosen)
+            else:
+                for layer_kwargs in (self._conv_kwargs, self._classifier_kwargs, self._box_regressor_kwargs):
+                    layer_kwargs["kernel_initializer"] = initializer
         self._config_dict.update(
             share_prediction_tower=share_prediction_tower,
             class_prior_bias=class_prior_bias,
             initializer=tf_keras.initializers.serialize(initializer) if initializer is not None else None,
+            initialize_pointwise=initialize_pointwise,
+            initialize_predictors=initialize_predictors,
         )
 
     def build(self, input_shape):
@@ -174,6 +196,8 @@ def build_model(spec: ModelSpec, tflite_post_processing: dict | None = None) -> 
         share_prediction_tower=spec.share_prediction_tower,
         class_prior_bias=spec.class_prior_bias,
         initializer=initializer,
+        initialize_pointwise=spec.initialize_pointwise,
+        initialize_predictors=spec.initialize_predictors,
         min_level=spec.min_level,
         max_level=spec.max_level,
         num_classes=config.num_classes,
@@ -216,5 +240,6 @@ def build_model(spec: ModelSpec, tflite_post_processing: dict | None = None) -> 
     model(tf.zeros([1, spec.input_size, spec.input_size, 3]), training=False)
     if spec.backbone_initializer is not None:
         _reinitialize_kernels(backbone, spec.backbone_initializer)
-    _reinitialize_kernels(decoder, spec.fpn_initializer)
+    if not spec.fpn_separable:  # the OD API's separable FPN convs ignore the initializer (glorot_uniform)
+        _reinitialize_kernels(decoder, spec.fpn_initializer)
     return model

@@ -196,6 +196,8 @@ message WeightSharedConvolutionalBoxPredictor {
   }
   optional ScoreConverter score_converter [default = IDENTITY];
   optional BoxEncodingsClipRange box_encodings_clip_range;
+  optional bool apply_conv_hyperparams_to_heads [default = false];
+  optional bool apply_conv_hyperparams_pointwise [default = false];
 }
 
 message Hyperparams {
@@ -730,6 +732,8 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "class_prediction_bias_init": OK,
         "share_prediction_tower": OK,
         "use_depthwise": OK,
+        "apply_conv_hyperparams_to_heads": OK,
+        "apply_conv_hyperparams_pointwise": OK,
     },
     "Hyperparams": {
         "regularizer": REQUIRED,

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from pipelines.atomic import atomic_folder
 
 LABELS = ("normal", "caries")
 DEFAULT_SPLITS = {"train": 240, "val": 60}
@@ -90,7 +89,7 @@ def _blob(img, rng: np.random.Generator, centre, size: float, colour, alpha: flo
 
 def _teeth_row(rng, img, y_top: int, row_h: int) -> list[ToothBox]:
     h, w = img.shape[:2]
-    count = int(rng.integers(3, 8))
+    count = int(rng.integers(3, 7))
     margin = int(w * rng.uniform(0.03, 0.12))
     slot = (w - 2 * margin) / count
     boxes = []
@@ -103,9 +102,9 @@ def _teeth_row(rng, img, y_top: int, row_h: int) -> list[ToothBox]:
         mask = _draw_tooth(img, rng, (tx, ty, tw, th))
         caries = rng.random() < _CARIES_RATE
         if caries:
-            size = min(tw, th) * rng.uniform(0.16, 0.28)
+            size = min(tw, th) * rng.uniform(0.25, 0.4)
             centre = (tx + tw * rng.uniform(0.3, 0.7), ty + th * rng.uniform(0.25, 0.75))
-            colour = (rng.uniform(10, 40), rng.uniform(25, 55), rng.uniform(45, 85))  # dark brown
+            colour = (rng.uniform(5, 30), rng.uniform(15, 40), rng.uniform(30, 65))  # dark brown
             _blob(img, rng, centre, size, colour, 0.92, mask)
         elif rng.random() < 0.4:
             size = min(tw, th) * rng.uniform(0.08, 0.16)
@@ -153,10 +152,7 @@ def seed_annotation(boxes: list[ToothBox]) -> dict:
 def generate(out: Path, seed: int = 0, splits: dict[str, int] | None = None) -> dict[str, int]:
     """Write the dataset to ``out`` atomically; returns images per split."""
     splits = splits or DEFAULT_SPLITS
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(Path(out)) as tmp:
         index = 0
         for split, count in splits.items():
             (tmp / f"img_{split}").mkdir()
@@ -169,12 +165,6 @@ def generate(out: Path, seed: int = 0, splits: dict[str, int] | None = None) -> 
                 assert ok
                 (tmp / f"img_{split}" / f"{stem}.jpg").write_bytes(jpeg.tobytes())
                 (tmp / f"json_{split}" / f"{stem}.json").write_text(json.dumps(seed_annotation(boxes), indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dict(splits)
 
 

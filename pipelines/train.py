@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from official.vision.dataloaders import retinanet_input, tf_example_decoder
 from official.vision.losses import focal_loss, loss_utils
 from tqdm import tqdm
 
+from pipelines.atomic import write_text_atomically
 from pipelines.augment import augmenter
 from pipelines.errors import OdliteError
 from pipelines.experiment import LearningRate, TrainSpec, load_train_spec
@@ -157,12 +157,6 @@ class TrainResult:
     losses: dict
 
 
-def _copy_config(spec: TrainSpec, model_dir: Path) -> None:
-    tmp = model_dir / f".{CONFIG_NAME}.tmp"
-    tmp.write_text(spec.config.to_text())
-    os.replace(tmp, model_dir / CONFIG_NAME)
-
-
 class _StopOnSignal:
     """Turns Ctrl-C (and SIGTERM) into a flag the loop checks, so it can save before leaving."""
 
@@ -227,14 +221,14 @@ def train(
     manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=keep_checkpoints)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        print(f"resuming from {manager.latest_checkpoint} (step {int(optimizer.iterations)})")
+        print(f"resuming from {manager.latest_checkpoint} (step {int(optimizer.iterations.numpy())})")
     else:
         from pipelines.warm_start import warm_start
 
         print(warm_start(model, spec, from_scratch))
-    _copy_config(spec, model_dir)
-    devices = ", ".join(sorted({d.split("/")[-1] for d in strategy.extended.worker_devices}))
-    print(f"devices: {devices}; replicas: {strategy.num_replicas_in_sync}; batch {spec.batch_size}")
+    write_text_atomically(model_dir / CONFIG_NAME, spec.config.to_text())
+    device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    print(f"training on {device}; replicas: {strategy.num_replicas_in_sync}; batch {spec.batch_size}")
 
     @tf.function
     def train_step(inputs):
@@ -258,7 +252,7 @@ def train(
         return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
 
     writer = tf.summary.create_file_writer(str(model_dir / "train"))
-    step = int(optimizer.iterations)
+    step = int(optimizer.iterations.numpy())
     losses: dict = {}
     rate = 0.0
     interrupted = False

@@ -85,17 +85,15 @@ def warm_start(model, spec: TrainSpec, from_scratch: bool) -> str:
     checkpoint = _odlite_checkpoint(source)
     if checkpoint is None:
         return _missing(spec, f"no checkpoint at '{source}'", from_scratch)
-    parts = {"backbone": model.backbone, "decoder": model.decoder}
-    if kind == "full":
-        parts = {"model": model}
-        status = tf.train.Checkpoint(**parts).read(checkpoint)
-    else:
-        status = tf.train.Checkpoint(model=tf.train.Checkpoint(**parts)).read(checkpoint)
+    # Training saves Checkpoint(model=..., optimizer=...); the model tracks its parts as _backbone, _decoder.
+    parts = {"_backbone": model.backbone, "_decoder": model.decoder} if kind == "detection" else {}
+    target = tf.train.Checkpoint(**parts) if parts else model
+    status = tf.train.Checkpoint(model=target).read(checkpoint)
     try:
         status.expect_partial().assert_existing_objects_matched()
     except AssertionError as exc:
         raise OdliteError.at(spec.config.source, f"{checkpoint} does not fit this model: {exc}", where) from None
-    return f"initialised {', '.join(parts)} from {checkpoint}"
+    return f"initialised {'backbone, FPN' if parts else 'the whole model'} from {checkpoint}"
 
 
 def _missing(spec: TrainSpec, reason: str, from_scratch: bool) -> str:

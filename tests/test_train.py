@@ -168,7 +168,7 @@ def test_checkpoints_resume_and_warm_start_from_odlite(tiny_config, tmp_path, ca
     )
     result = train(tmp_path / "warm.config", tmp_path / "warm", num_steps=1, progress=False)
     assert result.step == 1
-    assert "initialised backbone, decoder from" in capsys.readouterr().out
+    assert "initialised backbone, FPN from" in capsys.readouterr().out
 
 
 def test_ctrl_c_saves_a_checkpoint_and_a_rerun_resumes(tiny_config, tmp_path):
