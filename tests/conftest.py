@@ -178,7 +178,7 @@ def sample_converted(sample_src, tmp_path_factory) -> Path:
 
 REPO = Path(__file__).resolve().parents[1]
 TOOTH_CONFIG = REPO / "configs" / "ssd_mobilenet_v2_fpnlite_320x320.config"
-LEARNING_STEPS = 400
+LEARNING_STEPS = 300
 
 
 def patched_config(out: Path, data_dir: Path, **settings) -> Path:
