@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     p.add_argument("--keep-checkpoints", type=int, default=5, help="checkpoints kept")
     p.add_argument("--from-scratch", action="store_true", help="train from scratch if fine_tune_checkpoint is missing")
-    p.add_argument("--mixed-precision", action="store_true", help="float16 on a GPU (bfloat16 on a CPU)")
+    p.add_argument("--mixed-precision", action="store_true", help="train in float16 on the GPU")
     p.add_argument("--cpu-replicas", type=int, default=0, help="mirror over N logical CPU devices (for testing)")
     p.add_argument("--seed", type=int, help="seed for initialisation and input order (repeatable runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

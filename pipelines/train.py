@@ -205,8 +205,9 @@ def train(
     total_steps = int(num_steps or spec.num_steps)
     strategy = pick_strategy(cpu_replicas)
     if mixed_precision:
-        on_gpu = bool(tf.config.list_physical_devices("GPU"))
-        tf_keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
+        if not tf.config.list_physical_devices("GPU"):
+            raise OdliteError("--mixed-precision needs a GPU (float16 brings nothing on the CPU); leave it out")
+        tf_keras.mixed_precision.set_global_policy("mixed_float16")
     if seed is not None:
         tf_keras.utils.set_random_seed(seed)
     dataset = strategy.experimental_distribute_dataset(train_dataset(spec, spec.batch_size, seed))
@@ -215,7 +216,7 @@ def train(
         model = build_model(spec.model)
         schedule = CosineDecayWithWarmup(spec.learning_rate)
         optimizer = tf_keras.optimizers.SGD(schedule, momentum=spec.momentum)
-        if mixed_precision and tf_keras.mixed_precision.global_policy().name == "mixed_float16":
+        if mixed_precision:
             optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=keep_checkpoints)

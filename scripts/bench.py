@@ -120,7 +120,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--images", type=int, default=2000, help="images in the conversion benchmark")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
-    parser.add_argument("--train-steps", type=int, default=40, help="timed training steps")
+    parser.add_argument("--train-steps", type=int, default=100, help="timed training steps")
     parser.add_argument("--only", choices=["convert", "train"], help="run one section")
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.exists() else {}

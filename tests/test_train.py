@@ -227,3 +227,10 @@ def test_continuous_eval_follows_checkpoints_and_writes_the_report(tiny_config, 
     assert len(list((report / "samples").glob("*.png"))) == 2
     assert "| caries" in (report / "report.md").read_text()
     assert any((tmp_path / "m" / "eval").glob("events.out.tfevents.*"))
+
+
+def test_mixed_precision_without_a_gpu_is_refused(tiny_config, tmp_path):
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is present")
+    with pytest.raises(OdliteError, match="--mixed-precision needs a GPU"):
+        train(tiny_config, tmp_path / "m", mixed_precision=True, progress=False)
