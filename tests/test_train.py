@@ -234,3 +234,22 @@ def test_mixed_precision_without_a_gpu_is_refused(tiny_config, tmp_path):
         pytest.skip("a GPU is present")
     with pytest.raises(OdliteError, match="--mixed-precision needs a GPU"):
         train(tiny_config, tmp_path / "m", mixed_precision=True, progress=False)
+
+
+def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(tiny_config, tmp_path):
+    import time
+
+    model_dir = tmp_path / "m"
+    command = [sys.executable, "-m", "pipelines.cli", "train", "--config", str(tiny_config), "--model-dir",
+               str(model_dir), "--num-steps", "1000", "--checkpoint-every", "2", "--quiet"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (model_dir / "ckpt-4.index").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    latest = tf.train.latest_checkpoint(str(model_dir))
+    saved = int(latest.rsplit("-", 1)[1])
+    assert saved >= 4 and saved % 2 == 0
+    resumed = train(tiny_config, model_dir, num_steps=saved + 1, progress=False)
+    assert resumed.step == saved + 1 and not resumed.interrupted
