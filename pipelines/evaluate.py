@@ -28,7 +28,7 @@ from pipelines.experiment import TrainSpec, load_train_spec
 from pipelines.label_map import read_label_map
 from pipelines.model import MEAN_RGB, STDDEV_RGB, build_model
 from pipelines.tfrecord import feature_spec
-from pipelines.train import CONFIG_NAME, glob_inputs
+from pipelines.train import CONFIG_NAME, checkpoint_step, glob_inputs
 
 COCO_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"]
 COCO_NAMES += ["AR_small", "AR_medium", "AR_large"]
@@ -44,7 +44,7 @@ class Detections:
     found: list[dict] = field(default_factory=list)  # image_id, box, label, score
 
 
-def eval_dataset(paths: list[str], input_size: int, batch_size: int) -> tf.data.Dataset:
+def eval_dataset(paths: list[str], input_size: int, batch_size: int, limit: int = 0) -> tf.data.Dataset:
     """Validation records as (uint8 images resized to the model input, ground truth), in file order."""
     spec = feature_spec()
     spec["image/object/is_crowd"] = tf.io.VarLenFeature(tf.int64)
@@ -57,7 +57,10 @@ def eval_dataset(paths: list[str], input_size: int, batch_size: int) -> tf.data.
         dense["image/height"], dense["image/width"] = tf.shape(image)[0], tf.shape(image)[1]
         return resized, dense
 
-    dataset = tf.data.TFRecordDataset(paths).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = tf.data.TFRecordDataset(paths)
+    if limit:
+        dataset = dataset.take(limit)
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.padded_batch(batch_size).prefetch(2)
 
 
@@ -82,11 +85,9 @@ def run_detector(detect, paths, input_size: int, batch_size: int = 8, limit: int
     total = min(total, limit) if limit else total
     bar = tqdm(total=total, unit="img", desc="eval", disable=not progress, dynamic_ncols=True)
     with bar:
-        for images, gt in eval_dataset(paths, input_size, batch_size):
+        for images, gt in eval_dataset(paths, input_size, batch_size, limit):
             boxes, scores, classes, counts = (np.asarray(t) for t in detect(images))
             for i in range(images.shape[0]):
-                if limit and len(result.images) >= limit:
-                    break
                 _collect(result, {k: v[i].numpy() for k, v in gt.items()}, boxes[i], scores[i], classes[i], counts[i])
                 bar.update(1)
     return result
@@ -249,7 +250,7 @@ def evaluate(
     model_dir = Path(model_dir)
     spec = load_train_spec(_resolve_config(config_path, model_dir))
     checkpoint = checkpoint or latest_checkpoint(model_dir)
-    step = int(checkpoint.rsplit("-", 1)[1]) if "-" in Path(checkpoint).name else 0
+    step = checkpoint_step(checkpoint)
     labels = read_label_map(spec.label_map_path)
     paths = glob_inputs(spec.eval_paths, "eval_input_reader")
     start = time.perf_counter()

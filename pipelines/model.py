@@ -176,7 +176,7 @@ def _reinitialize_kernels(model: tf_keras.Model, description: tuple[str, dict]) 
                 variable.assign(make_initializer(description)(variable.shape, dtype=variable.dtype))
 
 
-def build_model(spec: ModelSpec, tflite_post_processing: dict | None = None) -> tf_keras.Model:
+def build_model(spec: ModelSpec) -> tf_keras.Model:
     """The detector, built and initialised; call it on normalised images of ``spec.input_size``."""
     config = spec.retinanet_config()
     input_specs = tf_keras.layers.InputSpec(shape=[None, spec.input_size, spec.input_size, 3])
@@ -212,7 +212,6 @@ def build_model(spec: ModelSpec, tflite_post_processing: dict | None = None) -> 
         kernel_regularizer=regularizer,
     )
     post = dict(config.detection_generator.tflite_post_processing.as_dict())
-    post.update(tflite_post_processing or {})
     post["input_image_size"] = (spec.input_size, spec.input_size)
     generator = config.detection_generator
     detections = detection_generator.MultilevelDetectionGenerator(
@@ -221,7 +220,7 @@ def build_model(spec: ModelSpec, tflite_post_processing: dict | None = None) -> 
         pre_nms_score_threshold=generator.pre_nms_score_threshold,
         nms_iou_threshold=generator.nms_iou_threshold,
         max_num_detections=generator.max_num_detections,
-        nms_version=post.pop("nms_version", generator.nms_version),
+        nms_version=generator.nms_version,
         use_class_agnostic_nms=generator.use_class_agnostic_nms,
         box_coder_weights=generator.box_coder_weights,
         tflite_post_processing_config=post,

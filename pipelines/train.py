@@ -29,6 +29,7 @@ from pipelines.errors import OdliteError
 from pipelines.experiment import LearningRate, TrainSpec, load_train_spec
 from pipelines.model import build_model
 from pipelines.pipeline_config import check_paths_resolved
+from pipelines.warm_start import warm_start
 
 CONFIG_NAME = "pipeline.config"
 
@@ -56,6 +57,12 @@ class CosineDecayWithWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return dict(self.spec.__dict__)
+
+
+def checkpoint_step(checkpoint: str) -> int:
+    """The step in a checkpoint prefix such as ``model/ckpt-400`` (0 for a name without one)."""
+    name = Path(checkpoint).name
+    return int(name.rsplit("-", 1)[1]) if "-" in name and name.rsplit("-", 1)[1].isdigit() else 0
 
 
 def glob_inputs(patterns: list[str], what: str) -> list[str]:
@@ -224,8 +231,6 @@ def train(
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         print(f"resuming from {manager.latest_checkpoint} (step {int(optimizer.iterations.numpy())})")
     else:
-        from pipelines.warm_start import warm_start
-
         print(warm_start(model, spec, from_scratch))
     write_text_atomically(model_dir / CONFIG_NAME, spec.config.to_text())
     device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
@@ -285,11 +290,7 @@ def train(
                 manager.save(checkpoint_number=step)
             if on_step is not None:
                 on_step(step, losses)
-    path = manager.save(checkpoint_number=step) if step != _latest_step(manager) else manager.latest_checkpoint
+    latest = manager.latest_checkpoint
+    path = latest if latest and checkpoint_step(latest) == step else manager.save(checkpoint_number=step)
     writer.flush()
     return TrainResult(model_dir, step, path, interrupted, rate, losses)
-
-
-def _latest_step(manager: tf.train.CheckpointManager) -> int | None:
-    latest = manager.latest_checkpoint
-    return int(latest.rsplit("-", 1)[1]) if latest else None
