@@ -244,12 +244,17 @@ def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(tiny_config, tmp
                str(model_dir), "--num-steps", "1000", "--checkpoint-every", "2", "--quiet"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not (model_dir / "ckpt-4.index").exists() and process.poll() is None and time.monotonic() < deadline:
+
+    def saved_step():
+        # The checkpoint state file is written after the ckpt files, so it is the commit point.
+        latest = tf.train.latest_checkpoint(str(model_dir)) if (model_dir / "checkpoint").exists() else None
+        return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+    while saved_step() < 4 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     process.kill()
     process.wait()
-    latest = tf.train.latest_checkpoint(str(model_dir))
-    saved = int(latest.rsplit("-", 1)[1])
+    saved = saved_step()
     assert saved >= 4 and saved % 2 == 0
     resumed = train(tiny_config, model_dir, num_steps=saved + 1, progress=False)
     assert resumed.step == saved + 1 and not resumed.interrupted
