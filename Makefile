@@ -14,10 +14,12 @@ BENCH_OUT ?= bench/results.json
 CONFIG    ?= configs/ssd_mobilenet_v2_fpnlite_320x320.config
 MODEL_DIR ?= models/tooth
 DEMO_STEPS ?= 400
+EXPORT_DIR ?= exported/$(notdir $(MODEL_DIR))
+TOOLS     ?= .venv-tools
 SET       ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup sample data inspect config train eval demo test lint format bench clean
+.PHONY: help setup tools sample data inspect config train eval export-tflite package demo test lint format bench clean
 
 help:
 	@echo "make demo    - the whole pipeline on the embedded sample dataset"
@@ -29,6 +31,9 @@ help:
 	@echo "make config  - write CONFIG patched with SET='batch_size=16 iou_threshold=0.5' to NEW_CONFIG"
 	@echo "make train   - train CONFIG into MODEL_DIR=$(MODEL_DIR) (resumes; STEPS=N to stop early)"
 	@echo "make eval    - COCO metrics and report of the latest checkpoint in MODEL_DIR"
+	@echo "make export-tflite - SavedModel + TFLite fp32/fp16/int8 of MODEL_DIR in EXPORT_DIR, checked by MediaPipe"
+	@echo "make package - EXPORT_DIR.tar.gz with the models, labels, report and ANDROID.md"
+	@echo "make tools   - the MediaPipe venv ($(TOOLS)) that checks exported models"
 	@echo "make bench   - benchmarks, written to $(BENCH_OUT)"
 
 # Re-installs only when pyproject.toml changes.
@@ -37,6 +42,16 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# TFLite metadata writer: its last release pins protobuf < 4, which TensorFlow cannot share (README).
+	$(BIN)/python -m pip install --quiet --no-deps tflite-support==0.4.4
+	@touch $@
+
+# MediaPipe pins absl-py 2.x, TensorFlow's stack 1.x: it gets a venv of its own, used to check exports.
+tools: $(TOOLS)/.installed
+$(TOOLS)/.installed: requirements-tools.txt
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.txt
 	@touch $@
 
 sample: setup $(SAMPLE)/.complete
@@ -60,12 +75,19 @@ train: setup
 eval: setup
 	$(ODLITE) eval --model-dir $(MODEL_DIR) $(if $(filter $(origin CONFIG),command line),--config $(CONFIG))
 
+export-tflite: setup tools
+	$(ODLITE) export --model-dir $(MODEL_DIR) --out $(EXPORT_DIR) --overwrite --mediapipe-python $(TOOLS)/bin/python
+
+package: setup
+	$(ODLITE) package $(EXPORT_DIR)
+
 # The whole pipeline on the sample data; training is shortened to DEMO_STEPS (about 6 minutes on 2 CPU cores).
 demo: data inspect
 	@mkdir -p $(dir $(MODEL_DIR))
 	$(ODLITE) config $(CONFIG) --out $(MODEL_DIR)-demo.config --overwrite --set num_steps=$(DEMO_STEPS)
 	$(ODLITE) train --config $(MODEL_DIR)-demo.config --model-dir $(MODEL_DIR)-demo --seed 1
 	$(ODLITE) eval --model-dir $(MODEL_DIR)-demo
+	$(MAKE) --no-print-directory export-tflite package MODEL_DIR=$(MODEL_DIR)-demo
 
 lint: setup
 	$(BIN)/ruff check .
@@ -76,11 +98,11 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
-test: lint
+test: lint tools
 	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 bench: setup
 	$(BIN)/python scripts/bench.py --out $(BENCH_OUT)
 
 clean:
-	rm -rf data bench build models .pytest_cache .ruff_cache
+	rm -rf data bench build models .pytest_cache .ruff_cache exported/*/ exported/*.tar.gz

@@ -18,21 +18,28 @@ def _umask() -> int:
     return umask
 
 
-def write_text_atomically(out: Path, text: str) -> None:
+@contextmanager
+def atomic_file(out: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``out``; on success it becomes ``out``, on failure it goes."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(descriptor)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(temporary)
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, out)
     except BaseException:
         with suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def write_text_atomically(out: Path, text: str) -> None:
+    with atomic_file(out) as temporary, open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 @contextmanager

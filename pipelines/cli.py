@@ -102,15 +102,20 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from pipelines.evaluate import evaluate, evaluate_continuously, summary_line
+    from pipelines.evaluate import evaluate, evaluate_continuously, evaluate_tflite, summary_line
 
     options = dict(out=args.out, min_score=args.min_score, samples=args.samples, progress=not args.quiet)
-    if args.watch:
+    if args.tflite:
+        metrics = evaluate_tflite(args.tflite, args.config, **options)
+    elif args.model_dir is None:
+        raise OdliteError("give --model-dir (a checkpoint) or --tflite (an exported model)")
+    elif args.watch:
         options.pop("out")
         for metrics in evaluate_continuously(args.config, args.model_dir, timeout=args.timeout, **options):
             print(summary_line(metrics), flush=True)
         return 0
-    metrics = evaluate(args.config, args.model_dir, checkpoint=args.checkpoint, **options)
+    else:
+        metrics = evaluate(args.config, args.model_dir, checkpoint=args.checkpoint, **options)
     rows = [
         [name, f"{values['AP']:.3f}", f"{values['AP50']:.3f}", values["ground_truth"]]
         for name, values in metrics["per_class"].items()
@@ -118,6 +123,40 @@ def cmd_eval(args) -> int:
     print(tabulate(rows, headers=["class", "AP", "AP50", "boxes"], tablefmt="github"))
     print(summary_line(metrics))
     print(f"report: {metrics['out']}/report.md")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from pipelines.export import REPORT_HEADERS, export, report_table
+
+    def progress(message):
+        if not args.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    result = export(
+        args.config,
+        args.model_dir,
+        args.out,
+        checkpoint=args.checkpoint,
+        calibration_images=args.calibration_images,
+        variants=tuple(args.variants.split(",")),
+        tools_python=args.mediapipe_python,
+        overwrite=args.overwrite,
+        progress=progress,
+    )
+    print(tabulate(report_table(result.report), headers=REPORT_HEADERS, tablefmt="github"))
+    print(f"exported step {result.step} -> {result.out}  (report: {result.out / 'report.md'})")
+    failed = [v for v, e in result.report["variants"].items() if not e.get("mediapipe", {}).get("passed", True)]
+    for variant in failed:
+        for mismatch in result.report["variants"][variant]["mediapipe"]["mismatches"]:
+            print(f"  MediaPipe check, {variant}: {mismatch}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_package(args) -> int:
+    from pipelines.package import package
+
+    print(f"package: {package(args.export_dir, args.out)}")
     return 0
 
 
@@ -167,17 +206,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)
 
-    p = verbs.add_parser("eval", help="COCO metrics of a checkpoint on the validation TFRecords, with a report")
-    p.add_argument("--config", type=Path, help="pipeline.config (default: MODEL_DIR/pipeline.config)")
-    p.add_argument("--model-dir", type=Path, required=True)
+    p = verbs.add_parser("eval", help="COCO metrics of a checkpoint or a .tflite on the validation TFRecords")
+    p.add_argument("--config", type=Path, help="pipeline.config (default: the one in MODEL_DIR or beside the .tflite)")
+    p.add_argument("--model-dir", type=Path, help="checkpoint folder")
+    p.add_argument("--tflite", type=Path, help="evaluate this exported .tflite instead of a checkpoint")
     p.add_argument("--checkpoint", help="checkpoint prefix (default: the latest in MODEL_DIR)")
-    p.add_argument("--out", type=Path, help="report folder (default: MODEL_DIR/eval/step-N)")
+    p.add_argument("--out", type=Path, help="report folder (default: MODEL_DIR/eval/step-N or EXPORT/eval/NAME)")
     p.add_argument("--min-score", type=float, default=0.5, help="score threshold for pictures and confusion matrix")
     p.add_argument("--samples", type=int, default=6, help="validation pictures to draw")
     p.add_argument("--watch", action="store_true", help="evaluate each new checkpoint while training runs")
     p.add_argument("--timeout", type=float, default=3600, help="with --watch: stop after this long without one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_eval)
+
+    p = verbs.add_parser("export", help="checkpoint -> SavedModel + TFLite fp32/fp16/int8 with metadata + report")
+    p.add_argument("--config", type=Path, help="pipeline.config (default: MODEL_DIR/pipeline.config)")
+    p.add_argument("--model-dir", type=Path, required=True, help="checkpoint folder")
+    p.add_argument("--out", type=Path, required=True, help="export folder, e.g. exported/tooth")
+    p.add_argument("--checkpoint", help="checkpoint prefix (default: the latest in MODEL_DIR)")
+    p.add_argument("--variants", default="fp32,fp16,int8", help="comma-separated: fp32, fp16, int8")
+    p.add_argument("--calibration-images", type=int, default=300, help="training images to calibrate int8 on")
+    p.add_argument(
+        "--mediapipe-python", type=Path, help="python of the MediaPipe tools venv (make tools): check each model"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(run=cmd_export)
+
+    p = verbs.add_parser("package", help="exported/NAME -> exported/NAME.tar.gz with models, labels, ANDROID.md")
+    p.add_argument("export_dir", type=Path, help="an export folder (odlite export --out)")
+    p.add_argument("--out", type=Path, help="archive path (default: EXPORT_DIR.tar.gz)")
+    p.set_defaults(run=cmd_package)
     return parser
 
 

@@ -228,12 +228,41 @@ def latest_checkpoint(model_dir: Path) -> str:
     return checkpoint
 
 
-def _resolve_config(config_path, model_dir: Path) -> Path:
+def resolve_config(config_path, model_dir: Path) -> Path:
     if config_path:
         return Path(config_path)
     if (model_dir / CONFIG_NAME).exists():
         return model_dir / CONFIG_NAME
     raise OdliteError.at(model_dir, f"no {CONFIG_NAME} here; pass --config")
+
+
+def score(
+    detect,
+    spec: TrainSpec,
+    out: Path,
+    about: dict,
+    min_score: float = 0.5,
+    samples: int = 6,
+    batch_size: int = 8,
+    progress=True,
+) -> dict:
+    """Run ``detect`` over the validation records, compute the COCO metrics and write the report to ``out``.
+
+    ``about`` names what was evaluated (checkpoint and step, or model); it joins the metrics.
+    """
+    from pipelines.report import write_report
+
+    labels = read_label_map(spec.label_map_path)
+    paths = glob_inputs(spec.eval_paths, "eval_input_reader")
+    start = time.perf_counter()
+    detections = run_detector(detect, paths, spec.model.input_size, batch_size, spec.eval_examples, progress)
+    seconds = time.perf_counter() - start
+    metrics, evaluator = coco_evaluate(detections, labels)
+    metrics.update(about, images=len(detections.images), images_per_second=len(detections.images) / seconds)
+    matrix = confusion_matrix(detections, list(labels), min_score)
+    write_report(out, metrics, evaluator, detections, labels, matrix, min_score, samples)
+    metrics["out"] = str(out)
+    return metrics
 
 
 def evaluate(
@@ -248,36 +277,12 @@ def evaluate(
 ) -> dict:
     """Evaluate one checkpoint (default: the latest) and write the report; returns the metrics."""
     model_dir = Path(model_dir)
-    spec = load_train_spec(_resolve_config(config_path, model_dir))
+    spec = load_train_spec(resolve_config(config_path, model_dir))
     checkpoint = checkpoint or latest_checkpoint(model_dir)
     step = checkpoint_step(checkpoint)
-    labels = read_label_map(spec.label_map_path)
-    paths = glob_inputs(spec.eval_paths, "eval_input_reader")
-    start = time.perf_counter()
-    detections = run_detector(
-        checkpoint_detector(spec, checkpoint), paths, spec.model.input_size, batch_size, spec.eval_examples, progress
-    )
-    seconds = time.perf_counter() - start
-    metrics, evaluator = coco_evaluate(detections, labels)
-    metrics.update(
-        checkpoint=checkpoint,
-        step=step,
-        images=len(detections.images),
-        images_per_second=len(detections.images) / seconds,
-    )
     out = Path(out) if out else model_dir / "eval" / f"step-{step}"
-    from pipelines.report import write_report
-
-    write_report(
-        out,
-        metrics,
-        evaluator,
-        detections,
-        labels,
-        confusion_matrix(detections, list(labels), min_score),
-        min_score,
-        samples,
-    )
+    about = {"checkpoint": checkpoint, "step": step}
+    metrics = score(checkpoint_detector(spec, checkpoint), spec, out, about, min_score, samples, batch_size, progress)
     writer = tf.summary.create_file_writer(str(model_dir / "eval"))
     with writer.as_default():
         for name in COCO_NAMES:
@@ -285,14 +290,44 @@ def evaluate(
         for name, values in metrics["per_class"].items():
             tf.summary.scalar(f"eval_per_class/AP50/{name}", values["AP50"], step=step)
     writer.flush()
-    metrics["out"] = str(out)
     return metrics
+
+
+def evaluate_tflite(
+    model: str | Path,
+    config_path: str | Path | None = None,
+    out: str | Path | None = None,
+    min_score: float = 0.5,
+    samples: int = 6,
+    progress: bool = True,
+) -> dict:
+    """Evaluate an exported .tflite on the same records with the same metrics as a checkpoint."""
+    from pipelines.tflite_runner import TFLiteDetector
+
+    model = Path(model)
+    spec = load_train_spec(resolve_config(config_path, model.parent))
+    detector = TFLiteDetector(model)
+    if (detector.height, detector.width) != (spec.model.input_size,) * 2:
+        raise OdliteError.at(
+            model, f"input is {detector.width}x{detector.height}, the config says {spec.model.input_size}"
+        )
+    out = Path(out) if out else model.parent / "eval" / model.stem
+    about = {"model": str(model), "step": _export_step(model.parent)}
+    return score(detector, spec, out, about, min_score, samples, 1, progress)
+
+
+def _export_step(folder: Path) -> int | None:
+    """The checkpoint step an export was made from, if its export.json says."""
+    import json
+
+    info = folder / "export.json"
+    return json.loads(info.read_text()).get("step") if info.exists() else None
 
 
 def evaluate_continuously(config_path, model_dir, timeout: float = 3600, **kwargs):
     """Evaluate each new checkpoint as training writes it, until the last step or ``timeout`` seconds without one."""
     model_dir = Path(model_dir)
-    spec = load_train_spec(_resolve_config(config_path, model_dir))
+    spec = load_train_spec(resolve_config(config_path, model_dir))
     for checkpoint in tf.train.checkpoints_iterator(str(model_dir), min_interval_secs=5, timeout=timeout):
         metrics = evaluate(config_path, model_dir, checkpoint=checkpoint, **kwargs)
         yield metrics
@@ -301,7 +336,8 @@ def evaluate_continuously(config_path, model_dir, timeout: float = 3600, **kwarg
 
 
 def summary_line(metrics: dict) -> str:
+    what = f"step {metrics['step']}" if "model" not in metrics else Path(metrics["model"]).name
     return (
-        f"step {metrics['step']}: mAP@0.5:0.95 {metrics['AP']:.3f}  mAP@0.5 {metrics['AP50']:.3f}  "
+        f"{what}: mAP@0.5:0.95 {metrics['AP']:.3f}  mAP@0.5 {metrics['AP50']:.3f}  "
         f"({metrics['images']} images, {metrics['images_per_second']:.1f} img/s)"
     )

@@ -98,10 +98,14 @@ def _markdown(metrics: dict, matrix, names: list[str], min_score: float, picture
     overall += [[name, _fmt(metrics[name])] for name in ("AR1", "AR10", "AR100")]
     per_class = [[n, v["ground_truth"], _fmt(v["AP"]), _fmt(v["AP50"])] for n, v in metrics["per_class"].items()]
     confusion = [[row_name, *row] for row_name, row in zip(names + ["background"], matrix.tolist())]
+    if "model" in metrics:
+        title, subject = f"Evaluation of {Path(metrics['model']).name}", f"Model `{metrics['model']}`"
+    else:
+        title, subject = f"Evaluation at step {metrics['step']}", f"Checkpoint `{metrics['checkpoint']}`"
     lines = [
-        f"# Evaluation at step {metrics['step']}",
+        f"# {title}",
         "",
-        f"Checkpoint `{metrics['checkpoint']}`, {metrics['images']} validation images "
+        f"{subject}, {metrics['images']} validation images "
         f"({metrics['images_per_second']:.1f} images/s). COCO metrics by pycocotools; "
         "AP is mAP@0.5:0.95, AP50 is mAP@0.5.",
         "",

@@ -115,13 +115,36 @@ def bench_training(work: Path, steps: int, warmup: int) -> dict:
     }
 
 
+# At the AVX2 peak of these cores (issue figures for the 0.94 GMAC default model at 320x320).
+LATENCY_FLOOR_MS = {"fp32": 9.0, "fp16": 9.0, "int8": 5.0}
+
+
+def bench_tflite(model_dir: Path, work: Path, runs: int) -> dict:
+    """Export ``model_dir`` and time each variant: median of ``runs`` invokes after warm-up, 1 and 2 threads."""
+    from pipelines.export import VARIANTS, export
+    from pipelines.tflite_runner import median_latency_ms
+
+    out = work / "export"
+    export(None, model_dir, out, calibration_images=100, progress=None)
+    results = {}
+    for variant, name in VARIANTS.items():
+        path = out / name
+        latency = {f"{t}_threads_ms": round(median_latency_ms(path, t, runs=runs, warmup=10), 2) for t in (1, 2)}
+        share = LATENCY_FLOOR_MS[variant] / latency["2_threads_ms"]
+        results[variant] = {"file": name, "mb": round(path.stat().st_size / 1e6, 2), **latency}
+        results[variant]["share_of_floor_2_threads"] = round(share, 2)
+    return {"input_size": 320, "runs": runs, **results}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--images", type=int, default=2000, help="images in the conversion benchmark")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--train-steps", type=int, default=100, help="timed training steps")
-    parser.add_argument("--only", choices=["convert", "train"], help="run one section")
+    parser.add_argument("--only", choices=["convert", "train", "tflite"], help="run one section")
+    parser.add_argument("--model-dir", type=Path, help="checkpoint to export for --only tflite (default: train's)")
+    parser.add_argument("--invokes", type=int, default=100, help="timed TFLite invokes per variant and thread count")
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results["machine"] = _machine()
@@ -133,6 +156,9 @@ def main() -> int:
             (Path(work) / "t").mkdir()
             for name, value in bench_training(Path(work) / "t", args.train_steps, warmup=5).items():
                 results[name] = {**value, "measured_at": stamp}
+        if args.only in (None, "tflite"):
+            model_dir = args.model_dir or Path(work) / "t" / "model"
+            results["tflite"] = {**bench_tflite(model_dir, Path(work), args.invokes), "measured_at": stamp}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

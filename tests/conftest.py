@@ -230,3 +230,19 @@ def trained_model(tooth_data, tmp_path_factory) -> Path:
     config = patched_config(root / "pipeline.config", tooth_data, num_steps=LEARNING_STEPS)
     train(config, root / "model", checkpoint_every=LEARNING_STEPS, seed=1, progress=False)
     return root / "model"
+
+
+TOOLS_PYTHON = REPO / ".venv-tools" / "bin" / "python"
+CALIBRATION_IMAGES = 100
+
+
+@pytest.fixture(scope="session")
+def exported_model(trained_model, tmp_path_factory) -> Path:
+    """``trained_model`` exported (SavedModel, the three TFLite variants, report), checked by MediaPipe."""
+    from pipelines.export import export
+
+    if not TOOLS_PYTHON.exists():
+        pytest.fail(f"{TOOLS_PYTHON} is missing: the MediaPipe checks need the tools venv (make tools)")
+    out = tmp_path_factory.mktemp("exported") / "tooth"
+    export(None, trained_model, out, calibration_images=CALIBRATION_IMAGES, tools_python=TOOLS_PYTHON, progress=None)
+    return out

@@ -1,0 +1,160 @@
+"""Check an exported .tflite in MediaPipe Tasks' ObjectDetector, the library an Android app loads it with.
+
+MediaPipe runs in its own environment (``.venv-tools``, see ``mediapipe_client.py``).
+On the same validation images it must agree with odlite's own TFLite runner: the same
+labels, boxes within 1% of the image size, scores within 0.02, for every detection
+at or above ``min_score``. A model MediaPipe refuses (no metadata, wrong outputs)
+fails the check with MediaPipe's own message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from pipelines.errors import OdliteError
+from pipelines.tflite_runner import TFLiteDetector, resize_like_mediapipe
+
+CLIENT = Path(__file__).with_name("mediapipe_client.py")
+DEFAULT_TOOLS_PYTHON = Path(".venv-tools/bin/python")
+BOX_TOLERANCE = 0.01  # of the image's larger side
+SCORE_TOLERANCE = 0.02
+
+
+@dataclass
+class CheckResult:
+    model: Path
+    images: int
+    compared: int = 0  # detections at or above min_score, from either side
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+
+def _validation_images(record_paths: list[str], count: int, folder: Path, size: tuple[int, int] | None) -> list[Path]:
+    """The first ``count`` validation images as PNG files, stretched to ``size`` (width, height) if given."""
+    spec = {key: tf.io.FixedLenFeature([], tf.string) for key in ("image/encoded", "image/filename")}
+    images = []
+    for raw in tf.data.TFRecordDataset(record_paths).take(count):
+        example = tf.io.parse_single_example(raw, spec)
+        image = cv2.imdecode(np.frombuffer(example["image/encoded"].numpy(), np.uint8), cv2.IMREAD_COLOR)
+        if size is not None:
+            image = resize_like_mediapipe(image, *size)
+        path = folder / f"{len(images):04d}_{Path(example['image/filename'].numpy().decode()).stem}.png"
+        cv2.imwrite(str(path), image)
+        images.append(path)
+    return images
+
+
+def mediapipe_detections(model: Path, images: list[Path], tools_python: Path) -> dict[str, list[dict]]:
+    if not Path(tools_python).exists():
+        raise OdliteError.at(tools_python, "no MediaPipe tools environment here; create it with: make tools")
+    done = subprocess.run(
+        [str(tools_python), str(CLIENT), str(model), *map(str, images)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise OdliteError.at(model, f"MediaPipe's ObjectDetector failed on it:\n{tail}")
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return {line["image"]: line["detections"] for line in lines}
+
+
+def odlite_detections(model: Path, images: list[Path], labels: list[str]) -> dict[str, list[dict]]:
+    detector = TFLiteDetector(model)
+    found = {}
+    for path in images:
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        h, w = image.shape[:2]
+        boxes, classes, scores, count = detector.detect_one(
+            resize_like_mediapipe(image, detector.width, detector.height)
+        )
+        found[str(path)] = [
+            {
+                "label": labels[int(classes[j])],
+                "score": float(scores[j]),
+                "box": [float(boxes[j][1] * w), float(boxes[j][0] * h), float(boxes[j][3] * w), float(boxes[j][2] * h)],
+            }
+            for j in range(count)
+        ] + [{"size": [w, h]}]
+    return found
+
+
+def _unmatched(side: list[dict], other: list[dict], min_score: float, tolerance: float) -> list[dict]:
+    """Detections of ``side`` at or above ``min_score`` with no counterpart in ``other``."""
+    missing = []
+    for d in side:
+        if d["score"] < min_score:
+            continue
+        if not any(
+            o["label"] == d["label"]
+            and abs(o["score"] - d["score"]) <= SCORE_TOLERANCE
+            and np.max(np.abs(np.subtract(o["box"], d["box"]))) <= tolerance
+            for o in other
+        ):
+            missing.append(d)
+    return missing
+
+
+def check_with_mediapipe(
+    model: str | Path,
+    record_paths: list[str],
+    labels: list[str],
+    images: int = 20,
+    min_score: float = 0.3,
+    tools_python: str | Path = DEFAULT_TOOLS_PYTHON,
+    at_model_size: bool = True,
+) -> CheckResult:
+    """Compare MediaPipe with odlite's runner on the first ``images`` validation images.
+
+    ``at_model_size``: the images are stretched to the model's input first, so both sides
+    see the same pixels and the check is about how MediaPipe reads the model (metadata,
+    output order, labels, box coordinates). With False they go in at their own size and
+    MediaPipe resizes them itself: a float model still agrees, but an int8 model's scores
+    move in steps of about 0.02, so one grey level of resampling difference can flip them.
+    """
+    model = Path(model)
+    detector = TFLiteDetector(model)
+    size = (detector.width, detector.height) if at_model_size else None
+    with tempfile.TemporaryDirectory() as folder:
+        paths = _validation_images(record_paths, images, Path(folder), size)
+        theirs = mediapipe_detections(model, paths, Path(tools_python))
+        ours = odlite_detections(model, paths, labels)
+    result = CheckResult(model, len(paths))
+    for path in map(str, paths):
+        w, h = ours[path].pop()["size"]
+        tolerance = BOX_TOLERANCE * max(w, h)
+        mine, other = ours[path], theirs.get(path, [])
+        result.compared += sum(d["score"] >= min_score for d in mine + other)
+        # A detection just under min_score on one side may sit just over it on the other.
+        for d in _unmatched(mine, other, min_score, tolerance):
+            result.mismatches.append(f"{Path(path).name}: odlite found {_describe(d)}; MediaPipe did not")
+        for d in _unmatched(other, mine, min_score + SCORE_TOLERANCE, tolerance):
+            result.mismatches.append(f"{Path(path).name}: MediaPipe found {_describe(d)}; odlite did not")
+    return result
+
+
+def _describe(d: dict) -> str:
+    return f"{d['label']} {d['score']:.3f} at [{', '.join(f'{v:.0f}' for v in d['box'])}]"
+
+
+def main() -> int:  # python -m pipelines.android_check MODEL RECORDS... (a quick manual check)
+    model, *records = sys.argv[1:]
+    labels = (Path(model).parent / "labelmap.txt").read_text().split("\n")
+    result = check_with_mediapipe(model, records, labels, at_model_size=os.environ.get("AT_MODEL_SIZE", "1") == "1")
+    print(result)
+    return 0 if result.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""The export stage: a checkpoint -> SavedModel and TFLite models an Android app loads as they are.
+
+Two graphs are exported from the same weights:
+
+- ``saved_model/``: serving signature ``serving_default`` taking a uint8 image batch of
+  any size (resized inside) and returning ``detection_boxes`` (normalised ymin, xmin,
+  ymax, xmax), ``detection_classes`` (label-map ids), ``detection_scores`` and
+  ``num_detections``, with the checkpoint's own per-class NMS. This is the TF2 form of
+  the OD API's frozen graph.
+- the TFLite graph: the network's raw outputs go through Model Garden's TFLite
+  post-processing, which the converter lowers to ``TFLite_Detection_PostProcess``.
+  Its defaults do not fit the contract, so this module sets each one: the background
+  column is dropped before the op (Model Garden trains it as a class of its own, so the
+  op would otherwise report "background" everywhere and shift every class index by one),
+  anchors are normalised so boxes come out in [0, 1], and NMS is the op's regular
+  per-class NMS with the checkpoint's IoU, score threshold and detection limits, so
+  the TFLite models are scored like for like with the checkpoint.
+
+The TFLite models take 0-255 pixels and normalise inside (float32 input for fp32 and
+fp16, uint8 for int8), so the metadata declares mean 0 and std 1 and a client feeds
+camera pixels unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from official.vision.modeling.layers import detection_generator
+from official.vision.ops import anchor
+from tensorflow.lite.tools import flatbuffer_utils
+
+from pipelines.atomic import atomic_folder
+from pipelines.errors import OdliteError
+from pipelines.evaluate import eval_dataset, latest_checkpoint, resolve_config
+from pipelines.experiment import TrainSpec, load_train_spec
+from pipelines.label_map import read_label_map
+from pipelines.model import MEAN_RGB, STDDEV_RGB, build_model
+from pipelines.train import CONFIG_NAME, checkpoint_step, glob_inputs
+
+VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite", "int8": "model_int8.tflite"}
+LABELS_FILE = "labelmap.txt"
+POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+
+
+class DetectorModule(tf.Module):
+    """The detector with its pre- and post-processing, in the two forms that are exported."""
+
+    def __init__(self, spec: TrainSpec, checkpoint: str):
+        super().__init__()
+        self.spec = spec.model
+        model = build_model(self.spec)
+        tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+        # Track the weights, not the Keras model: saving a Keras model traces every layer's call
+        # for Keras' own loader, which took 60 of the 84 s of each TFLite conversion.
+        self.__dict__["model"] = model
+        self.weights = list(model.variables)
+        size = self.spec.input_size
+        self.serve = tf.function(
+            self._serve, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]
+        )
+        self.tflite_graph = tf.function(
+            self._tflite_graph, input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")]
+        )
+
+    def _normalise(self, images):
+        return (tf.cast(images, tf.float32) - MEAN_RGB) / STDDEV_RGB
+
+    def _serve(self, images):
+        size = self.spec.input_size
+        resized = tf.image.resize(images, [size, size])
+        out = self.model(self._normalise(resized), training=False)
+        return {
+            "detection_boxes": out["detection_boxes"] / float(size),
+            "detection_classes": tf.cast(out["detection_classes"], tf.int32),
+            "detection_scores": out["detection_scores"],
+            "num_detections": tf.cast(out["num_detections"], tf.int32),
+        }
+
+    def _tflite_graph(self, images):
+        spec, model = self.spec, self.model
+        features = model.decoder(model.backbone(self._normalise(images), training=False), training=False)
+        raw_scores, raw_boxes, _ = model.head(features, training=False)
+        anchors_per_location = len(spec.aspect_ratios) * spec.scales_per_octave
+        foreground = {}
+        for level, scores in raw_scores.items():
+            shape = tf.shape(scores)
+            per_anchor = tf.reshape(scores, [shape[0], shape[1], shape[2], anchors_per_location, -1])
+            foreground[level] = tf.reshape(per_anchor[..., 1:], [shape[0], shape[1], shape[2], -1])
+        anchors = anchor.Anchor(
+            min_level=spec.min_level,
+            max_level=spec.max_level,
+            num_scales=spec.scales_per_octave,
+            aspect_ratios=list(spec.aspect_ratios),
+            anchor_size=spec.anchor_scale,
+            image_size=(spec.input_size, spec.input_size),
+        ).multilevel_boxes
+        post = detection_generator.MultilevelDetectionGenerator(
+            apply_nms=True,
+            nms_version="tflite",
+            box_coder_weights=list(spec.box_coder_weights),
+            tflite_post_processing_config={
+                "max_detections": spec.max_detections,
+                "max_classes_per_detection": 1,
+                "detections_per_class": spec.max_detections,
+                "use_regular_nms": not spec.class_agnostic_nms,
+                "nms_score_threshold": spec.score_threshold,
+                "nms_iou_threshold": spec.iou_threshold,
+                "input_image_size": (spec.input_size, spec.input_size),
+                "normalize_anchor_coordinates": True,
+            },
+        )
+        out = post(raw_boxes, foreground, {k: v[None] for k, v in anchors.items()}, None)
+        # The converter orders outputs by name; these names sort into the contract's order.
+        names = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
+        return {name: out[name] for name in names}
+
+
+def _calibration_images(spec: TrainSpec, count: int):
+    """Training images at the model's size, for int8 calibration."""
+    paths = glob_inputs(spec.train_paths, "train_input_reader")
+
+    def generate():
+        for images, _ in eval_dataset(paths, spec.model.input_size, 1, limit=count):
+            image = images.numpy().astype(np.float32)
+            # Pin the input range to 0-255 so the uint8 input takes raw pixels (scale 1, zero point 0).
+            image[0, 0, 0], image[0, 0, 1] = 0.0, 255.0
+            yield [image]
+
+    return generate
+
+
+def convert(module: DetectorModule, variant: str, calibration=None) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.tflite_graph.get_concrete_function()], module)
+    converter.allow_custom_ops = True  # TFLite_Detection_PostProcess is a custom op every runtime bundles
+    if variant == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = calibration
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.float32
+    return _outputs_in_contract_order(converter.convert())
+
+
+def _outputs_in_contract_order(model: bytes) -> bytes:
+    """Make the model's outputs those of TFLite_Detection_PostProcess, in the op's order.
+
+    The converter orders a graph's outputs as it pleases (it differs between runs);
+    MediaPipe and the Task Library read boxes, classes, scores, count by position.
+    """
+    tree = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    graph = tree.subgraphs[0]
+    post = [op for op in graph.operators if tree.operatorCodes[op.opcodeIndex].customCode == POSTPROCESS_OP.encode()]
+    if len(post) != 1 or sorted(graph.outputs) != sorted(post[0].outputs):
+        raise OdliteError(f"the converted model does not end in one {POSTPROCESS_OP}; cannot export it")
+    graph.outputs = list(post[0].outputs)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
+
+
+def label_lines(labels: dict[int, str]) -> list[str]:
+    """labelmap.txt: line i names class index i, which is label-map id i + 1 ("???" for unused ids)."""
+    return [labels.get(i, "???") for i in range(1, max(labels) + 1)]
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    step: int
+    report: dict  # what export.json holds
+
+
+def _latency(path: Path, runs: int) -> dict[str, float]:
+    from pipelines.tflite_runner import median_latency_ms
+
+    return {f"{threads}_threads": median_latency_ms(path, threads, runs) for threads in (1, 2)}
+
+
+def _measure(spec: TrainSpec, checkpoint: str, folder: Path, out: Path, variants, tools_python, progress) -> dict:
+    """Size, latency, COCO metrics (next to the checkpoint's) and the MediaPipe check of each variant."""
+    from pipelines.android_check import check_with_mediapipe
+    from pipelines.evaluate import checkpoint_detector, score
+    from pipelines.tflite_runner import TFLiteDetector
+
+    step = checkpoint_step(checkpoint)
+    progress("evaluating the checkpoint")
+    about = {"checkpoint": checkpoint, "step": step}
+    reference = score(
+        checkpoint_detector(spec, checkpoint), spec, folder / "eval" / "checkpoint", about, progress=False
+    )
+    found = {"checkpoint": {k: reference[k] for k in ("AP", "AP50", "per_class")}}
+    lines = label_lines(read_label_map(spec.label_map_path))
+    records = glob_inputs(spec.eval_paths, "eval_input_reader")
+    for variant in variants:
+        path = folder / VARIANTS[variant]
+        progress(f"measuring {path.name}")
+        about = {"model": str(out / path.name), "step": step}
+        metrics = score(TFLiteDetector(path), spec, folder / "eval" / path.stem, about, batch_size=1, progress=False)
+        entry = {"file": path.name, "bytes": path.stat().st_size, "AP": metrics["AP"], "AP50": metrics["AP50"]}
+        entry["per_class"] = metrics["per_class"]
+        entry["latency_ms"] = _latency(path, runs=50)
+        if tools_python:
+            check = check_with_mediapipe(path, records, lines, tools_python=tools_python)
+            entry["mediapipe"] = {"passed": check.passed, "images": check.images, "compared": check.compared}
+            entry["mediapipe"]["mismatches"] = check.mismatches[:20]
+        found[variant] = entry
+    return found
+
+
+def export(
+    config_path: str | Path | None,
+    model_dir: str | Path,
+    out: str | Path,
+    checkpoint: str | None = None,
+    calibration_images: int = 300,
+    variants: tuple[str, ...] = tuple(VARIANTS),
+    tools_python: str | Path | None = None,
+    overwrite: bool = False,
+    progress=print,
+) -> ExportResult:
+    """Write ``out/``: saved_model/, the TFLite variants with metadata, labelmap.txt, pipeline.config,
+    export.json and report.md (sizes, latency, metrics next to the checkpoint's, the MediaPipe check)."""
+    from pipelines.tflite_metadata import add_metadata
+
+    model_dir, out = Path(model_dir), Path(out)
+    progress = progress or (lambda message: None)
+    config_path = resolve_config(config_path, model_dir)
+    spec = load_train_spec(config_path)
+    checkpoint = checkpoint or latest_checkpoint(model_dir)
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise OdliteError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    labels = read_label_map(spec.label_map_path)
+    if max(labels) > spec.model.num_classes:
+        raise OdliteError.at(
+            spec.label_map_path, f"label id {max(labels)} exceeds num_classes {spec.model.num_classes}"
+        )
+    module = DetectorModule(spec, checkpoint)
+    with atomic_folder(out, overwrite=overwrite) as tmp:
+        (tmp / LABELS_FILE).write_text("\n".join(label_lines(labels)) + "\n")
+        shutil.copyfile(config_path, tmp / CONFIG_NAME)
+        progress(f"saved_model <- {checkpoint}")
+        tf.saved_model.save(module, str(tmp / "saved_model"), signatures={"serving_default": module.serve})
+        for variant in variants:
+            progress(f"converting {VARIANTS[variant]} ({variant})")
+            calibration = _calibration_images(spec, calibration_images) if variant == "int8" else None
+            model = convert(module, variant, calibration)
+            (tmp / VARIANTS[variant]).write_bytes(add_metadata(model, tmp / LABELS_FILE))
+        report = {
+            "checkpoint": checkpoint,
+            "step": checkpoint_step(checkpoint),
+            "input_size": spec.model.input_size,
+            "labels": label_lines(labels),
+            "calibration_images": calibration_images if "int8" in variants else 0,
+            "nms": {
+                "iou_threshold": spec.model.iou_threshold,
+                "score_threshold": spec.model.score_threshold,
+                "max_detections": spec.model.max_detections,
+                "per_class": not spec.model.class_agnostic_nms,
+            },
+        }
+        report["variants"] = _measure(spec, checkpoint, tmp, out, variants, tools_python, progress)
+        (tmp / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "report.md").write_text(report_markdown(report))
+    return ExportResult(out, report["step"], report)
+
+
+def report_table(report: dict) -> list[list]:
+    reference = report["variants"]["checkpoint"]
+    rows = [["checkpoint", "", f"{reference['AP']:.3f}", f"{reference['AP50']:.3f}", "", "", ""]]
+    for variant, entry in report["variants"].items():
+        if variant == "checkpoint":
+            continue
+        check = entry.get("mediapipe")
+        checked = "not run" if check is None else ("pass" if check["passed"] else "FAIL")
+        rows.append(
+            [
+                entry["file"],
+                f"{entry['bytes'] / 1e6:.1f} MB",
+                f"{entry['AP']:.3f} ({100 * (entry['AP'] - reference['AP']):+.1f})",
+                f"{entry['AP50']:.3f}",
+                f"{entry['latency_ms']['1_threads']:.1f}",
+                f"{entry['latency_ms']['2_threads']:.1f}",
+                checked,
+            ]
+        )
+    return rows
+
+
+REPORT_HEADERS = [
+    "model",
+    "size",
+    "mAP@0.5:0.95 (points vs ckpt)",
+    "mAP@0.5",
+    "ms 1 thread",
+    "ms 2 threads",
+    "MediaPipe",
+]
+
+
+def report_markdown(report: dict) -> str:
+    from tabulate import tabulate
+
+    nms = report["nms"]
+    lines = [
+        f"# Export of step {report['step']}",
+        "",
+        f"Checkpoint `{report['checkpoint']}`; input {report['input_size']}x{report['input_size']} RGB, 0-255.",
+        f"Labels (class index 0, 1, ...): {', '.join(report['labels'])}.",
+        f"NMS (checkpoint and TFLite alike): {'per class' if nms['per_class'] else 'class-agnostic'}, "
+        f"IoU {nms['iou_threshold']}, score >= {nms['score_threshold']}, at most {nms['max_detections']} boxes.",
+        "",
+        tabulate(report_table(report), headers=REPORT_HEADERS, tablefmt="github"),
+        "",
+        "mAP by pycocotools on the validation records named in pipeline.config; latency: median of 50 "
+        "LiteRT invokes after warm-up on this machine; MediaPipe: Tasks ObjectDetector on validation "
+        "images agrees with odlite's runner (same labels, boxes within 1% of the image, scores within 0.02).",
+        f"The int8 model was calibrated on {report['calibration_images']} training images.",
+        "Per-variant evaluation reports: `eval/<model>/report.md`.",
+    ]
+    return "\n".join(lines) + "\n"

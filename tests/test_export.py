@@ -1,0 +1,170 @@
+"""Export: SavedModel signature, the TFLite contract, metadata, MediaPipe, parity, package."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TOOLS_PYTHON
+
+from pipelines.android_check import _unmatched, check_with_mediapipe
+from pipelines.errors import OdliteError
+from pipelines.evaluate import checkpoint_detector, eval_dataset
+from pipelines.experiment import load_train_spec
+from pipelines.export import VARIANTS, export, label_lines
+from pipelines.package import package
+from pipelines.tflite_metadata import read_metadata
+from pipelines.tflite_runner import TFLiteDetector
+
+LABELS = ["normal", "caries"]
+
+
+def _val_records(exported_model):
+    spec = load_train_spec(exported_model / "pipeline.config")
+    return spec, sorted(str(p) for pattern in spec.eval_paths for p in tf.io.gfile.glob(pattern))
+
+
+def test_saved_model_matches_the_checkpoint(exported_model, trained_model):
+    spec, records = _val_records(exported_model)
+    serve = tf.saved_model.load(str(exported_model / "saved_model")).signatures["serving_default"]
+    assert serve.structured_input_signature[1]["images"].dtype == tf.uint8
+    images, _ = next(iter(eval_dataset(records, spec.model.input_size, 4)))
+    out = serve(images=images)
+    assert set(out) == {"detection_boxes", "detection_classes", "detection_scores", "num_detections"}
+    boxes, scores, classes, counts = checkpoint_detector(spec, tf.train.latest_checkpoint(str(trained_model)))(images)
+    np.testing.assert_allclose(out["detection_boxes"].numpy(), boxes.numpy(), atol=1e-4)
+    np.testing.assert_allclose(out["detection_scores"].numpy(), scores.numpy(), atol=1e-4)
+    np.testing.assert_array_equal(out["num_detections"].numpy(), counts.numpy())
+    found = out["detection_classes"].numpy()[0, : int(counts[0])]
+    assert len(found) and set(found) <= {1, 2}  # label-map ids, not indices counting the background
+
+    # Any image size goes in: the signature resizes it, as the OD API's exported graphs did.
+    wide = serve(images=tf.cast(tf.image.resize(images[:1], [240, 400]), tf.uint8))
+    assert wide["detection_boxes"].shape[0] == 1 and int(wide["num_detections"][0]) > 0
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_tflite_has_the_contract_inputs_and_outputs(exported_model, variant):
+    detector = TFLiteDetector(exported_model / VARIANTS[variant])
+    (image,) = detector.interpreter.get_input_details()
+    assert list(image["shape"]) == [1, 320, 320, 3]
+    assert image["dtype"] == (np.uint8 if variant == "int8" else np.float32)
+    shapes = [list(o["shape"]) for o in detector.interpreter.get_output_details()]
+    assert shapes == [[1, 100, 4], [1, 100], [1, 100], [1]]  # boxes, classes, scores, count
+    frame = next(iter(eval_dataset(_val_records(exported_model)[1], 320, 1)))[0].numpy()[0]
+    boxes, classes, scores, count = detector.detect_one(frame)
+    assert 0 < count <= 100
+    confident = boxes[:count][scores[:count] >= 0.3]  # normalised; weak edge boxes may overhang a little
+    assert len(confident) and np.all((confident >= -0.02) & (confident <= 1.02))
+    assert set(classes[:count]) <= {0, 1} and np.all(np.diff(scores[:count]) <= 1e-6)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_metadata_carries_labels_normalisation_and_output_names(exported_model, variant):
+    metadata, files = read_metadata(exported_model / VARIANTS[variant])
+    assert files["labelmap.txt"].decode().split() == LABELS
+    graph = metadata["subgraph_metadata"][0]
+    normalisation = graph["input_tensor_metadata"][0]["process_units"][0]["options"]
+    assert normalisation == {"mean": [0.0], "std": [1.0]}
+    names = [t["name"] for t in graph["output_tensor_metadata"]]
+    assert names == ["location", "category", "score", "number of detections"]
+
+
+def test_mediapipe_object_detector_agrees_with_odlite(exported_model):
+    _, records = _val_records(exported_model)
+    for variant, name in VARIANTS.items():
+        result = check_with_mediapipe(exported_model / name, records, LABELS, images=12, tools_python=TOOLS_PYTHON)
+        assert result.passed, f"{variant}: {result.mismatches}"
+        assert result.compared >= 24, f"{variant}: too few confident detections to compare"
+    report = json.loads((exported_model / "export.json").read_text())
+    assert all(report["variants"][v]["mediapipe"]["passed"] for v in VARIANTS)
+
+
+def test_mediapipe_resizes_full_size_images_as_odlite_does(exported_model):
+    _, records = _val_records(exported_model)
+    model = exported_model / "model.tflite"
+    result = check_with_mediapipe(model, records, LABELS, images=8, tools_python=TOOLS_PYTHON, at_model_size=False)
+    assert result.passed, result.mismatches
+    assert result.compared >= 16
+
+
+def test_mediapipe_refuses_a_model_without_metadata(exported_model, tmp_path):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    tree = flatbuffer_utils.read_model(str(exported_model / "model_int8.tflite"))
+    tree.metadata = [m for m in tree.metadata or [] if m.name != b"TFLITE_METADATA"]
+    bare = tmp_path / "bare.tflite"
+    flatbuffer_utils.write_model(tree, str(bare))
+    _, records = _val_records(exported_model)
+    with pytest.raises(OdliteError, match="MediaPipe's ObjectDetector failed"):
+        check_with_mediapipe(bare, records, LABELS, images=1, tools_python=TOOLS_PYTHON)
+
+
+def test_the_comparison_catches_a_moved_box_or_a_changed_score():
+    mine = [{"label": "caries", "score": 0.9, "box": [10, 10, 50, 50]}]
+    assert _unmatched(mine, [{"label": "caries", "score": 0.91, "box": [11, 10, 50, 51]}], 0.3, 3.0) == []
+    assert _unmatched(mine, [{"label": "caries", "score": 0.9, "box": [15, 10, 50, 50]}], 0.3, 3.0) == mine
+    assert _unmatched(mine, [{"label": "caries", "score": 0.85, "box": [10, 10, 50, 50]}], 0.3, 3.0) == mine
+    assert _unmatched(mine, [{"label": "normal", "score": 0.9, "box": [10, 10, 50, 50]}], 0.3, 3.0) == mine
+
+
+def test_tflite_variants_score_like_the_checkpoint(exported_model):
+    report = json.loads((exported_model / "export.json").read_text())["variants"]
+    reference = report["checkpoint"]["AP"]
+    assert reference > 0.5, "the shared trained model should have learned the sample"
+    assert abs(report["fp32"]["AP"] - reference) <= 0.005
+    assert abs(report["fp16"]["AP"] - reference) <= 0.005
+    assert reference - report["int8"]["AP"] <= 0.03
+    for variant in VARIANTS:
+        assert report[variant]["latency_ms"]["2_threads"] > 0
+        assert report[variant]["bytes"] == (exported_model / VARIANTS[variant]).stat().st_size
+    assert "| model_int8.tflite" in (exported_model / "report.md").read_text()
+
+
+def test_eval_verb_scores_a_tflite_like_the_export_report(exported_model, tmp_path):
+    command = [sys.executable, "-m", "pipelines.cli", "eval", "--tflite", str(exported_model / "model_int8.tflite"),
+               "--out", str(tmp_path / "eval"), "--quiet"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    report = json.loads((exported_model / "export.json").read_text())["variants"]["int8"]
+    assert metrics["AP"] == pytest.approx(report["AP"], abs=1e-9)
+    assert "model_int8.tflite" in done.stdout and (tmp_path / "eval" / "report.md").exists()
+
+
+def test_package_holds_models_labels_report_and_the_android_guide(exported_model, tmp_path):
+    archive = package(exported_model, tmp_path / "tooth.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+        guide = tar.extractfile("tooth/ANDROID.md").read().decode()
+    assert {f"tooth/{n}" for n in [*VARIANTS.values(), "labelmap.txt", "report.md", "ANDROID.md"]} <= names
+    assert "ObjectDetector" in guide and "`caries`" in guide and "model_int8.tflite" in guide
+
+
+def test_a_failed_export_leaves_nothing_and_an_existing_one_is_kept(trained_model, tmp_path, monkeypatch):
+    import pipelines.export as export_module
+
+    out = tmp_path / "tooth"
+    with pytest.raises(OdliteError, match="unknown variant"):
+        export(None, trained_model, out, variants=("fp32", "int4"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(export_module, "convert", broken)
+    with pytest.raises(RuntimeError):
+        export(None, trained_model, out, variants=("fp32",), progress=None)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    out.mkdir()
+    with pytest.raises(OdliteError, match="already exists"):
+        export(None, trained_model, out, variants=("fp32",), progress=None)
+
+
+def test_label_file_lines_follow_label_map_ids():
+    assert label_lines({1: "normal", 2: "caries"}) == ["normal", "caries"]
+    assert label_lines({1: "a", 3: "c"}) == ["a", "???", "c"]
