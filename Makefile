@@ -16,10 +16,15 @@ MODEL_DIR ?= models/tooth
 DEMO_STEPS ?= 400
 EXPORT_DIR ?= exported/$(notdir $(MODEL_DIR))
 TOOLS     ?= .venv-tools
+IMAGES    ?= $(SAMPLE)/img_val
+DETECT_OUT ?= detections/$(notdir $(MODEL_DIR))
+PORT      ?= 8000
+SWEEP     ?= configs/sweeps/tooth_grid.yaml
+SWEEP_OUT ?= models/sweep-$(basename $(notdir $(SWEEP)))
 SET       ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup tools sample data inspect config train eval export-tflite package demo test lint format bench clean
+.PHONY: help setup tools sample data inspect config train eval export-tflite package detect serve sweep demo test lint format bench clean
 
 help:
 	@echo "make demo    - the whole pipeline on the embedded sample dataset"
@@ -34,15 +39,18 @@ help:
 	@echo "make export-tflite - SavedModel + TFLite fp32/fp16/int8 of MODEL_DIR in EXPORT_DIR, checked by MediaPipe"
 	@echo "make package - EXPORT_DIR.tar.gz with the models, labels, report and ANDROID.md"
 	@echo "make tools   - the MediaPipe venv ($(TOOLS)) that checks exported models"
+	@echo "make detect  - run MODEL (default EXPORT_DIR/model_int8.tflite) on IMAGES=$(IMAGES) into DETECT_OUT"
+	@echo "make serve   - the POST /tag service for MODEL (default: the newest export) on PORT=$(PORT)"
+	@echo "make sweep   - train and evaluate each point of SWEEP=$(SWEEP) into SWEEP_OUT"
 	@echo "make bench   - benchmarks, written to $(BENCH_OUT)"
 
-# Re-installs only when pyproject.toml changes.
+# Re-installs only when pyproject.toml changes. tflite-support (the TFLite metadata writer) goes in
+# without its dependencies: its last release pins protobuf < 4, which TensorFlow cannot share (README).
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# TFLite metadata writer: its last release pins protobuf < 4, which TensorFlow cannot share (README).
 	$(BIN)/python -m pip install --quiet --no-deps tflite-support==0.4.4
 	@touch $@
 
@@ -81,6 +89,15 @@ export-tflite: setup tools
 package: setup
 	$(ODLITE) package $(EXPORT_DIR)
 
+detect: setup
+	$(ODLITE) detect --model $(or $(MODEL),$(EXPORT_DIR)/model_int8.tflite) $(IMAGES) --out $(DETECT_OUT) $(if $(CLASSES),--classes $(CLASSES))
+
+serve: setup
+	$(ODLITE) serve $(if $(MODEL),--model $(MODEL)) --port $(PORT)
+
+sweep: setup
+	$(ODLITE) sweep --config $(CONFIG) --grid $(SWEEP) --out $(SWEEP_OUT)
+
 # The whole pipeline on the sample data; training is shortened to DEMO_STEPS (about 6 minutes on 2 CPU cores).
 demo: data inspect
 	@mkdir -p $(dir $(MODEL_DIR))
@@ -88,6 +105,7 @@ demo: data inspect
 	$(ODLITE) train --config $(MODEL_DIR)-demo.config --model-dir $(MODEL_DIR)-demo --seed 1
 	$(ODLITE) eval --model-dir $(MODEL_DIR)-demo
 	$(MAKE) --no-print-directory export-tflite package MODEL_DIR=$(MODEL_DIR)-demo
+	$(MAKE) --no-print-directory detect MODEL_DIR=$(MODEL_DIR)-demo CLASSES=caries
 
 lint: setup
 	$(BIN)/ruff check .
@@ -105,4 +123,4 @@ bench: setup
 	$(BIN)/python scripts/bench.py --out $(BENCH_OUT)
 
 clean:
-	rm -rf data bench build models .pytest_cache .ruff_cache exported/*/ exported/*.tar.gz
+	rm -rf data bench build models detections .pytest_cache .ruff_cache exported/*/ exported/*.tar.gz

@@ -160,6 +160,45 @@ def cmd_package(args) -> int:
     return 0
 
 
+def cmd_detect(args) -> int:
+    from pipelines.detect import detect
+
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    result = detect(args.model, args.images, args.out, args.min_score, args.max_boxes, classes, not args.quiet)
+    rows = [
+        [Path(entry["image"]).name, len(entry["detections"]),
+         ", ".join(f"{d['label']} {d['score']:.2f}" for d in entry["detections"][:4])]
+        for entry in result.images[:MAX_LISTED]
+    ]  # fmt: skip
+    print(tabulate(rows, headers=["image", "boxes", "strongest"], tablefmt="github"))
+    if len(result.images) > MAX_LISTED:
+        print(f"... and {len(result.images) - MAX_LISTED} more")
+    _print_problems("skipped", result.skipped, str(result.out / "detections.json"))
+    print(f"{len(result.images)} image(s) -> {result.out} (pictures and detections.json)")
+    return 0 if result.images else 1
+
+
+def cmd_serve(args) -> int:
+    from pipelines.serve import latest_export, serve
+
+    model = args.model or latest_export()
+    print(f"serving {model} on http://{args.host}:{args.port} (docs: /docs)", file=sys.stderr, flush=True)
+    serve(model, args.host, args.port, args.interpreters, int(args.max_upload_mb * 2**20))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from pipelines.sweep import sweep
+
+    result = sweep(args.config, args.grid, args.out, seed=args.seed, progress=not args.quiet)
+    if result.interrupted:
+        print("interrupted: run the same command to resume", file=sys.stderr)
+        return 130
+    print((result.out / "results.md").read_text() if result.rows else "no results")
+    print(f"results: {result.out / 'results.csv'}, {result.out / 'results.md'}, {result.out / 'results.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="odlite", description="Train a mobile object detector and ship it to Android."
@@ -232,6 +271,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(run=cmd_export)
+
+    p = verbs.add_parser("detect", help="run a model on images: pictures with boxes and detections.json")
+    p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("--model", type=Path, required=True, help=".tflite, SavedModel/export folder or checkpoints")
+    p.add_argument("--out", type=Path, required=True, help="folder for the pictures and detections.json")
+    p.add_argument("--min-score", type=float, default=0.5, help="drop detections scoring less")
+    p.add_argument("--max-boxes", type=int, default=100, help="keep at most this many per image")
+    p.add_argument("--classes", help="comma-separated labels to keep, e.g. caries")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_detect)
+
+    p = verbs.add_parser("serve", help="HTTP tag service: POST /tag an image, get labels, scores and boxes")
+    p.add_argument("--model", type=Path, help="a .tflite (default: the newest exported/*/model_int8.tflite)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--interpreters", type=int, default=2, help="LiteRT interpreters, i.e. requests inferring at once")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image")
+    p.set_defaults(run=cmd_serve)
+
+    p = verbs.add_parser("sweep", help="train and evaluate each point of a hyperparameter grid; rank them")
+    p.add_argument("--config", type=Path, required=True, help="base pipeline.config")
+    p.add_argument("--grid", type=Path, required=True, help="grid YAML (see configs/sweeps/)")
+    p.add_argument("--out", type=Path, required=True, help="sweep folder; rerun to resume")
+    p.add_argument("--seed", type=int, default=1, help="the same seed for every point, so points differ by settings")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=cmd_sweep)
 
     p = verbs.add_parser("package", help="exported/NAME -> exported/NAME.tar.gz with models, labels, ANDROID.md")
     p.add_argument("export_dir", type=Path, help="an export folder (odlite export --out)")

@@ -56,8 +56,8 @@ def _why_reencode(image: Image.Image, orientation: int) -> str:
     return ""
 
 
-def prepare_image(data: bytes) -> PreparedImage:
-    """The JPEG to store and its displayed size; raises :class:`ImageProblem`."""
+def _open_checked(data: bytes) -> tuple[Image.Image, int]:
+    """The fully decoded image and its EXIF orientation; raises :class:`ImageProblem`."""
     if not data:
         raise ImageProblem("empty file")
     try:
@@ -72,6 +72,18 @@ def prepare_image(data: bytes) -> PreparedImage:
         raise ImageProblem(f"image too large: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageProblem(f"corrupt or truncated image: {exc}") from None
+    return image, orientation
+
+
+def upright_rgb(data: bytes) -> np.ndarray:
+    """uint8 [H, W, 3] as a viewer shows the image (EXIF orientation applied); raises :class:`ImageProblem`."""
+    image, _ = _open_checked(data)
+    return np.asarray(_to_rgb(ImageOps.exif_transpose(image)))
+
+
+def prepare_image(data: bytes) -> PreparedImage:
+    """The JPEG to store and its displayed size; raises :class:`ImageProblem`."""
+    image, orientation = _open_checked(data)
     reason = _why_reencode(image, orientation)
     if not reason:
         return PreparedImage(data, image.width, image.height, hashlib.sha256(data).hexdigest())

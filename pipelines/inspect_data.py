@@ -49,7 +49,11 @@ def find_record_files(data_dir: Path) -> dict[str, list[Path]]:
 
 def draw_boxes(jpeg: bytes, boxes, labels: list[str], class_ids, colours=PALETTE) -> Image.Image:
     """The image with each normalised (ymin, xmin, ymax, xmax) box outlined and labelled."""
-    image = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    return draw_on(Image.open(io.BytesIO(jpeg)).convert("RGB"), boxes, labels, class_ids, colours)
+
+
+def draw_on(image: Image.Image, boxes, labels: list[str], class_ids, colours=PALETTE) -> Image.Image:
+    """``image`` itself, with each normalised (ymin, xmin, ymax, xmax) box outlined and labelled."""
     draw = ImageDraw.Draw(image)
     w, h = image.size
     width = max(2, round(min(w, h) / 200))

@@ -136,13 +136,88 @@ def bench_tflite(model_dir: Path, work: Path, runs: int) -> dict:
     return {"input_size": 320, "runs": runs, **results}
 
 
+def _load_test(model: Path, jpeg: bytes, interpreters: int, clients: int, seconds: float) -> dict:
+    """``clients`` threads POST /tag for ``seconds`` against a real server on loopback."""
+    import socket
+    import statistics
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(model), "--port", str(port),
+               "--interpreters", str(interpreters)]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        latencies, errors, lock = [], [0], threading.Lock()
+        deadline = time.monotonic() + seconds
+
+        def client():
+            with httpx.Client(timeout=30) as http:
+                while time.monotonic() < deadline:
+                    start = time.perf_counter()
+                    try:
+                        ok = http.post(f"{url}/tag", files={"file": ("p.jpg", jpeg, "image/jpeg")}).status_code == 200
+                    except httpx.HTTPError:
+                        ok = False
+                    with lock:
+                        if ok:
+                            latencies.append((time.perf_counter() - start) * 1000)
+                        else:
+                            errors[0] += 1
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    cuts = statistics.quantiles(latencies, n=100)
+    return {
+        "interpreters": interpreters,
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests": len(latencies) + errors[0],
+        "errors": errors[0],
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(cuts[49], 1),
+        "p99_ms": round(cuts[98], 1),
+    }
+
+
+def bench_serve(export_dir: Path, work: Path, clients: int, seconds: float) -> dict:
+    """Load test of the tag service: one interpreter (a lock, in effect) against a pool of two."""
+    sample = work / "serve-sample"
+    generate(sample, seed=3, splits={"val": 1})
+    jpeg = next((sample / "img_val").glob("*.jpg")).read_bytes()
+    model = export_dir / "model_int8.tflite"
+    return {f"pool_{n}": _load_test(model, jpeg, n, clients, seconds) for n in (1, 2)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--images", type=int, default=2000, help="images in the conversion benchmark")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--train-steps", type=int, default=100, help="timed training steps")
-    parser.add_argument("--only", choices=["convert", "train", "tflite"], help="run one section")
+    parser.add_argument("--only", choices=["convert", "train", "tflite", "serve"], help="run one section")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the serve load test")
+    parser.add_argument("--seconds", type=float, default=30, help="length of the serve load test")
     parser.add_argument("--model-dir", type=Path, help="checkpoint to export for --only tflite (default: train's)")
     parser.add_argument("--invokes", type=int, default=100, help="timed TFLite invokes per variant and thread count")
     args = parser.parse_args()
@@ -159,6 +234,15 @@ def main() -> int:
         if args.only in (None, "tflite"):
             model_dir = args.model_dir or Path(work) / "t" / "model"
             results["tflite"] = {**bench_tflite(model_dir, Path(work), args.invokes), "measured_at": stamp}
+        if args.only in (None, "serve"):
+            export_dir = Path(work) / "export"
+            if not export_dir.exists():
+                from pipelines.export import export
+
+                model_dir = args.model_dir or Path(work) / "t" / "model"
+                export(None, model_dir, export_dir, calibration_images=100, variants=("int8",), progress=None)
+            serve = bench_serve(export_dir, Path(work), args.clients, args.seconds)
+            results["serve"] = {**serve, "measured_at": stamp}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -1,0 +1,208 @@
+"""The detect stage: run a model on photos, draw what it finds, and list it as JSON.
+
+The model can be an exported ``.tflite`` (what the phone runs), an exported
+``saved_model/`` or a training folder with checkpoints; all three answer with
+label-map ids and normalised boxes, turned here into labels and pixels of the image
+as a viewer shows it (EXIF orientation applied). A .tflite sees the image resized as
+MediaPipe resizes it on Android, so its detections are the app's.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from natsort import natsorted
+from PIL import Image
+from tqdm import tqdm
+
+from pipelines.atomic import write_text_atomically
+from pipelines.errors import OdliteError, Problem
+from pipelines.images import ImageProblem, upright_rgb
+from pipelines.inspect_data import draw_on
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+@dataclass
+class Found:
+    label: str
+    score: float
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+
+class Model:
+    """A loaded detector: ``__call__`` maps an RGB image to every detection, strongest first."""
+
+    def __init__(self, path: Path, labels: list[str], run, kind: str):
+        self.path, self.labels, self._run, self.kind = path, labels, run, kind
+
+    def __call__(self, rgb: np.ndarray) -> list[Found]:
+        boxes, scores, ids, count = self._run(rgb)
+        h, w = rgb.shape[:2]
+        found = []
+        for j in range(int(count)):
+            ymin, xmin, ymax, xmax = np.clip(boxes[j], 0.0, 1.0)
+            index = int(ids[j]) - 1  # label-map id i is line i - 1 of the label list
+            label = self.labels[index] if 0 <= index < len(self.labels) else f"id {int(ids[j])}"
+            coords = (float(xmin * w), float(ymin * h), float(xmax * w), float(ymax * h))
+            found.append(Found(label, float(scores[j]), *(round(c, 1) for c in coords)))
+        return sorted(found, key=lambda f: -f.score)
+
+
+def _labels_from_file(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def _tflite_model(path: Path) -> Model:
+    from pipelines.tflite_metadata import read_metadata
+    from pipelines.tflite_runner import TFLiteDetector, resize_like_mediapipe
+
+    detector = TFLiteDetector(path)
+    try:
+        _, files = read_metadata(path)
+        labels = files["labelmap.txt"].decode().split()
+    except (OdliteError, KeyError):
+        if not (path.parent / "labelmap.txt").exists():
+            raise OdliteError.at(path, "no labels: neither embedded metadata nor labelmap.txt beside it") from None
+        labels = _labels_from_file(path.parent / "labelmap.txt")
+
+    def run(rgb):
+        boxes, classes, scores, count = detector.detect_one(resize_like_mediapipe(rgb, detector.width, detector.height))
+        return boxes, scores, classes + 1, count
+
+    return Model(path, labels, run, "tflite")
+
+
+def _saved_model(path: Path) -> Model:
+    import tensorflow as tf
+
+    labels_file = path.parent / "labelmap.txt"
+    if not labels_file.exists():
+        raise OdliteError.at(path, "no labelmap.txt beside this SavedModel (use an odlite export folder)")
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+
+    def run(rgb):
+        out = serve(images=tf.constant(rgb[None]))
+        keys = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+        return (out[key].numpy()[0] for key in keys)
+
+    return Model(path, _labels_from_file(labels_file), run, "saved_model")
+
+
+def _checkpoint_model(path: Path) -> Model:
+    import tensorflow as tf
+
+    from pipelines.evaluate import checkpoint_detector, latest_checkpoint, resolve_config
+    from pipelines.experiment import load_train_spec
+    from pipelines.export import label_lines
+    from pipelines.label_map import read_label_map
+
+    spec = load_train_spec(resolve_config(None, path))
+    detect = checkpoint_detector(spec, latest_checkpoint(path))
+    size = spec.model.input_size
+
+    def run(rgb):
+        resized = tf.cast(tf.image.resize(rgb[None], [size, size]), tf.uint8)
+        return (t.numpy()[0] for t in detect(resized))
+
+    return Model(path, label_lines(read_label_map(spec.label_map_path)), run, "checkpoint")
+
+
+def load_model(path: str | Path) -> Model:
+    """A .tflite, a SavedModel folder (or an export folder holding one), or a checkpoint folder."""
+    path = Path(path)
+    if path.suffix == ".tflite" and path.is_file():
+        return _tflite_model(path)
+    if (path / "saved_model.pb").exists():
+        return _saved_model(path)
+    if (path / "saved_model" / "saved_model.pb").exists():
+        return _saved_model(path / "saved_model")
+    if (path / "checkpoint").exists():
+        return _checkpoint_model(path)
+    raise OdliteError.at(path, "not a model: expected a .tflite, a SavedModel or a folder with checkpoints")
+
+
+def find_images(inputs: list[str]) -> list[Path]:
+    """Each input is an image, a folder (its images, not recursive) or a glob pattern."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += natsorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.is_file():
+            found.append(path)
+        elif glob.has_magic(item):
+            found += natsorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+        else:
+            raise OdliteError.at(path, "no such file or folder")
+    if not found:
+        raise OdliteError(f"no images found in {', '.join(inputs)}")
+    return list(dict.fromkeys(found))
+
+
+@dataclass
+class DetectResult:
+    out: Path
+    images: list[dict] = field(default_factory=list)  # image, width, height, picture, detections
+    skipped: list[Problem] = field(default_factory=list)
+
+
+def detect(
+    model_path: str | Path,
+    inputs: list[str],
+    out: str | Path,
+    min_score: float = 0.5,
+    max_boxes: int = 100,
+    classes: list[str] | None = None,
+    progress: bool = True,
+) -> DetectResult:
+    """Detect on every image; write OUT/<name>.png per image and OUT/detections.json for all."""
+    model = load_model(model_path)
+    unknown = sorted(set(classes or []) - set(model.labels))
+    if unknown:
+        raise OdliteError(f"unknown class(es) {', '.join(unknown)}; the model knows {', '.join(model.labels)}")
+    images = find_images(inputs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = DetectResult(out)
+    names: set[str] = set()
+    for path in tqdm(images, unit="img", desc="detect", disable=not progress or len(images) < 2, dynamic_ncols=True):
+        try:
+            rgb = upright_rgb(path.read_bytes())
+        except (ImageProblem, OSError) as error:
+            result.skipped.append(Problem(str(path), str(error)))
+            continue
+        found = [f for f in model(rgb) if f.score >= min_score and (not classes or f.label in classes)][:max_boxes]
+        name = path.stem if path.stem not in names else f"{path.stem}-{len(names)}"
+        names.add(name)
+        picture = out / f"{name}.png"
+        _draw(rgb, found, model.labels).save(picture)
+        h, w = rgb.shape[:2]
+        entry = {"image": str(path), "width": w, "height": h, "picture": picture.name}
+        result.images.append({**entry, "detections": [asdict(f) for f in found]})
+    summary = {
+        "model": str(model.path),
+        "model_kind": model.kind,
+        "min_score": min_score,
+        "max_boxes": max_boxes,
+        "classes": classes or model.labels,
+        "images": result.images,
+        "skipped": [{"image": p.file, "reason": p.reason} for p in result.skipped],
+    }
+    write_text_atomically(out / "detections.json", json.dumps(summary, indent=2) + "\n")
+    return result
+
+
+def _draw(rgb: np.ndarray, found: list[Found], labels: list[str]) -> Image.Image:
+    h, w = rgb.shape[:2]
+    boxes = [(f.ymin / h, f.xmin / w, f.ymax / h, f.xmax / w) for f in found]
+    captions = [f"{f.label} {f.score:.2f}" for f in found]
+    colours = [labels.index(f.label) if f.label in labels else 0 for f in found]
+    return draw_on(Image.fromarray(rgb), boxes, captions, colours)

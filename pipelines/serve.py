@@ -1,0 +1,129 @@
+"""The tag service: an exported .tflite behind ``POST /tag`` (FastAPI, served by uvicorn).
+
+LiteRT interpreters are not thread-safe, so the app keeps a pool of them, each with its
+own interpreter, and a request borrows one for the length of its inference; FastAPI runs
+the (synchronous) handler in its thread pool, so up to ``pool`` requests infer at once and
+the rest wait for a free interpreter. A bad request gets a 4xx with the reason: no file
+(422, from FastAPI's validation), not an image (415), a corrupt or empty one (400), a
+body over the limit (413), an unknown class (400).
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from pipelines.detect import Model, load_model
+from pipelines.errors import OdliteError
+from pipelines.images import ImageProblem, upright_rgb
+
+DEFAULT_MAX_UPLOAD = 10 * 2**20
+
+
+def latest_export(root: Path = Path("exported")) -> Path:
+    """The most recently written ``exported/*/model_int8.tflite`` (or any .tflite there)."""
+    candidates = sorted(root.glob("*/model_int8.tflite"), key=lambda p: p.stat().st_mtime) or sorted(
+        root.glob("*/*.tflite"), key=lambda p: p.stat().st_mtime
+    )
+    if not candidates:
+        raise OdliteError.at(root, "no exported .tflite here; run odlite export first or pass --model")
+    return candidates[-1]
+
+
+class ModelPool:
+    """``size`` copies of the model, each with its own interpreter; ``borrow`` blocks until one is free."""
+
+    def __init__(self, path: Path, size: int):
+        if path.suffix != ".tflite":
+            raise OdliteError.at(path, "serve takes an exported .tflite")
+        self.models: queue.Queue[Model] = queue.Queue()
+        for _ in range(max(1, size)):
+            self.models.put(load_model(path))
+        self.size = max(1, size)
+        first = self.models.queue[0]
+        self.path, self.labels = first.path, first.labels
+
+    @contextmanager
+    def borrow(self):
+        model = self.models.get()
+        try:
+            yield model
+        finally:
+            self.models.put(model)
+
+
+def _why_image_fails(problem: ImageProblem) -> int:
+    text = str(problem)
+    if text.startswith("not an image"):
+        return 415
+    if text.startswith("image too large"):
+        return 413
+    return 400
+
+
+def create_app(model_path: str | Path, pool_size: int = 2, max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
+    pool = ModelPool(Path(model_path), pool_size)
+    app = FastAPI(
+        title="odlite tag service",
+        description=f"Object detection with `{pool.path.name}`; labels: {', '.join(pool.labels)}.",
+        version="1",
+    )
+
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next):
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_upload + 64 * 1024:  # multipart framing
+            return JSONResponse({"detail": f"request body over the {max_upload} byte limit"}, status_code=413)
+        return await call_next(request)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": pool.path.name, "interpreters": pool.size}
+
+    @app.get("/labels")
+    def labels() -> dict:
+        return {"labels": pool.labels}
+
+    @app.post("/tag")
+    def tag(
+        file: UploadFile = File(..., description="the image (JPEG, PNG, ...)"),  # noqa: B008
+        min_score: float = Query(0.5, ge=0.0, le=1.0, description="drop tags scoring less"),
+        max_boxes: int = Query(100, ge=1, le=1000, description="at most this many tags"),
+        classes: str | None = Query(None, description="comma-separated labels to keep, e.g. caries"),
+    ) -> dict:
+        wanted = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+        unknown = sorted(set(wanted or []) - set(pool.labels))
+        if unknown:
+            raise HTTPException(400, f"unknown class(es) {', '.join(unknown)}; known: {', '.join(pool.labels)}")
+        data = file.file.read(max_upload + 1)
+        if len(data) > max_upload:
+            raise HTTPException(413, f"image over the {max_upload} byte limit")
+        start = time.perf_counter()
+        try:
+            rgb = upright_rgb(data)
+        except ImageProblem as problem:
+            raise HTTPException(_why_image_fails(problem), f"{file.filename or 'upload'}: {problem}") from None
+        with pool.borrow() as model:
+            found = model(rgb)
+        found = [f for f in found if f.score >= min_score and (not wanted or f.label in wanted)][:max_boxes]
+        tags = [
+            {"label": f.label, "score": round(f.score, 4),
+             "box": {"xmin": f.xmin, "ymin": f.ymin, "xmax": f.xmax, "ymax": f.ymax}}
+            for f in found
+        ]  # fmt: skip
+        latency = round((time.perf_counter() - start) * 1000, 2)
+        return {"tags": tags, "model": pool.path.name, "latency_ms": latency}
+
+    return app
+
+
+def serve(model_path, host: str = "127.0.0.1", port: int = 8000, pool_size: int = 2, max_upload=DEFAULT_MAX_UPLOAD):
+    import uvicorn
+
+    app = create_app(model_path, pool_size, max_upload)
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -1,0 +1,182 @@
+"""The sweep stage: train and evaluate every point of a grid of hyperparameters, and rank them.
+
+A grid file (YAML) names values per parameter, with the config verb's names (aliases
+such as ``batch_size`` or dotted paths)::
+
+    fixed:                      # applied to every point (optional)
+      num_steps: 600
+    grid:                       # every combination is one point
+      batch_size: [8, 16]
+      aspect_ratios: [[1.0, 2.0, 0.5], [1.0, 3.0, 0.333]]
+
+Each point gets ``OUT/<name>/`` with its pipeline.config, its model folder and its
+evaluation; ``result.json`` is written last and marks the point done. A rerun skips
+done points and resumes an interrupted one from its latest checkpoint (training
+resumes by itself). ``results.csv``, ``results.md`` (ranked by mAP@0.5:0.95) and
+``results.png`` (mAP against each swept parameter) are rewritten after every point.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pipelines.atomic import write_text_atomically
+from pipelines.errors import OdliteError
+from pipelines.pipeline_config import patch_config
+
+
+@dataclass
+class Grid:
+    fixed: dict
+    grid: dict[str, list]
+
+    def points(self) -> list[dict]:
+        names = list(self.grid)
+        return [dict(zip(names, values)) for values in itertools.product(*(self.grid[n] for n in names))]
+
+
+def read_grid(path: str | Path) -> Grid:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise OdliteError.at(path, f"cannot read: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise OdliteError.at(path, f"not valid YAML: {getattr(error, 'problem', error)}", where) from None
+    if not isinstance(data, dict) or not isinstance(data.get("grid"), dict) or not data["grid"]:
+        raise OdliteError.at(path, "expected a mapping with a non-empty 'grid:' of parameter: [values]")
+    unknown = sorted(set(data) - {"grid", "fixed"})
+    if unknown:
+        raise OdliteError.at(path, f"unknown key(s) {', '.join(unknown)}; expected 'grid' and optionally 'fixed'")
+    for name, values in data["grid"].items():
+        if not isinstance(values, list) or not values:
+            raise OdliteError.at(path, f"'{name}' needs a non-empty list of values", f"grid.{name}")
+    fixed = data.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise OdliteError.at(path, "'fixed' must be a mapping of parameter: value", "fixed")
+    return Grid(fixed, data["grid"])
+
+
+def _text(value) -> str:
+    """A grid value as the config verb reads it (a list becomes ``1.0,2.0``)."""
+    if isinstance(value, list):
+        return ",".join(_text(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def point_name(index: int, point: dict) -> str:
+    parts = [f"{name.rsplit('.', 1)[-1]}={_text(value)}" for name, value in point.items()]
+    return f"{index:03d}_" + re.sub(r"[^A-Za-z0-9=.,_-]+", "_", "_".join(parts))[:120]
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    rows: list[dict] = field(default_factory=list)
+    trained: list[str] = field(default_factory=list)  # points trained (or resumed) in this run
+    interrupted: bool = False
+
+
+def sweep(
+    base_config: str | Path,
+    grid_path: str | Path,
+    out: str | Path,
+    seed: int | None = 1,
+    progress: bool = True,
+    say=print,
+) -> SweepResult:
+    from pipelines.evaluate import evaluate
+    from pipelines.train import train
+
+    grid, out = read_grid(grid_path), Path(out)
+    points = grid.points()
+    out.mkdir(parents=True, exist_ok=True)
+    # Check every point's config before training any, so a typo fails in seconds, not hours.
+    for index, point in enumerate(points):
+        config = out / point_name(index, point) / "pipeline.config"
+        assignments = [f"{k}={_text(v)}" for k, v in {**grid.fixed, **point}.items()]
+        patch_config(base_config, config, assignments, overwrite=True)
+    result = SweepResult(out)
+    for index, point in enumerate(points):
+        name = point_name(index, point)
+        folder = out / name
+        done = folder / "result.json"
+        if done.exists():
+            say(f"[{index + 1}/{len(points)}] {name}: done before, skipped")
+            result.rows.append(json.loads(done.read_text()))
+            continue
+        say(f"[{index + 1}/{len(points)}] {name}: training")
+        trained = train(folder / "pipeline.config", folder / "model", seed=seed, progress=progress)
+        result.trained.append(name)
+        if trained.interrupted:
+            result.interrupted = True
+            break
+        metrics = evaluate(None, folder / "model", out=folder / "eval", progress=progress)
+        row = {"point": name, **{k: _text(v) for k, v in point.items()}, "AP": metrics["AP"], "AP50": metrics["AP50"]}
+        row["step"] = metrics["step"]
+        write_text_atomically(done, json.dumps(row, indent=2) + "\n")
+        result.rows.append(row)
+        say(f"    mAP@0.5:0.95 {metrics['AP']:.3f}  mAP@0.5 {metrics['AP50']:.3f}")
+        write_tables(out, result.rows, list(grid.grid))
+    write_tables(out, result.rows, list(grid.grid))
+    return result
+
+
+def write_tables(out: Path, rows: list[dict], parameters: list[str]) -> None:
+    if not rows:
+        return
+    ranked = sorted(rows, key=lambda r: -r["AP"])
+    columns = ["rank", "point", *parameters, "AP", "AP50", "step"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for rank, row in enumerate(ranked, start=1):
+        writer.writerow({**row, "rank": rank})
+    write_text_atomically(out / "results.csv", buffer.getvalue())
+    from tabulate import tabulate
+
+    table = [
+        [rank, *(row.get(p, "") for p in parameters), f"{row['AP']:.3f}", f"{row['AP50']:.3f}", row["point"]]
+        for rank, row in enumerate(ranked, start=1)
+    ]
+    headers = ["rank", *parameters, "mAP@0.5:0.95", "mAP@0.5", "folder"]
+    text = "# Sweep results\n\nRanked by mAP@0.5:0.95 on the validation split.\n\n"
+    text += tabulate(table, headers=headers, tablefmt="github") + "\n\n![mAP per parameter](results.png)\n"
+    write_text_atomically(out / "results.md", text)
+    _plot(out / "results.png", rows, parameters)
+
+
+def _plot(path: Path, rows: list[dict], parameters: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(parameters), figsize=(4 * len(parameters), 3.2), squeeze=False)
+    for axis, parameter in zip(axes[0], parameters):
+        values = list(dict.fromkeys(row[parameter] for row in rows))
+        positions = {v: i for i, v in enumerate(values)}
+        for metric, marker in (("AP", "o"), ("AP50", "s")):
+            xs = [positions[row[parameter]] for row in rows]
+            axis.scatter(xs, [row[metric] for row in rows], marker=marker, label=metric, alpha=0.8)
+        axis.set_xticks(range(len(values)), values, rotation=20, fontsize=8)
+        axis.set_xlabel(parameter)
+        axis.set_ylim(0, 1)
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mAP")
+    axes[0][0].legend(["mAP@0.5:0.95", "mAP@0.5"], fontsize=8)
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    temporary.replace(path)

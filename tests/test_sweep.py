@@ -1,0 +1,85 @@
+"""sweep: every point trained and evaluated, ranked tables and plot, resume, bad grids."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from pipelines.errors import OdliteError
+from pipelines.pipeline_config import load_pipeline_config, patch_config
+from pipelines.sweep import point_name, read_grid, sweep
+
+GRID = """
+fixed:
+  num_steps: 4
+grid:
+  classification_weight: [1.0, 2.0]
+"""
+
+
+def test_sweep_trains_each_point_ranks_them_and_resumes(tiny_config, tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID)
+    out = tmp_path / "sweep"
+    # A first run was interrupted in the middle of the first point, at step 2.
+    first = out / point_name(0, {"classification_weight": 1.0})
+    patch_config(tiny_config, first / "pipeline.config", ["num_steps=4", "classification_weight=1.0"])
+    from pipelines.train import train
+
+    train(first / "pipeline.config", first / "model", num_steps=2, progress=False)
+    capsys.readouterr()
+
+    result = sweep(tiny_config, grid, out, progress=False)
+    assert "resuming from" in capsys.readouterr().out  # the interrupted point went on from its checkpoint
+    assert not result.interrupted and len(result.trained) == 2 and len(result.rows) == 2
+    for index, weight in enumerate([1.0, 2.0]):
+        folder = out / point_name(index, {"classification_weight": weight})
+        config = load_pipeline_config(folder / "pipeline.config")
+        assert config.get("model.ssd.loss.classification_weight") == weight
+        assert (folder / "model" / "ckpt-4.index").exists() and (folder / "eval" / "metrics.json").exists()
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["rank"] for r in rows] == ["1", "2"]
+    assert float(rows[0]["AP"]) >= float(rows[1]["AP"])
+    assert set(rows[0]) >= {"point", "classification_weight", "AP", "AP50", "step"}
+    assert "| rank" in (out / "results.md").read_text() and (out / "results.png").stat().st_size > 0
+
+    again = sweep(tiny_config, grid, out, progress=False, say=lambda message: None)
+    assert again.trained == [] and len(again.rows) == 2  # finished points are skipped
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("grid: [1, 2", "not valid YAML"),
+        ("fixed: {num_steps: 4}", "non-empty 'grid:'"),
+        ("grid: {batch_size: []}", "'batch_size' needs a non-empty list"),
+        ("grid: {batch_size: [2]}\nextra: 1", "unknown key(s) extra"),
+    ],
+)
+def test_bad_grids_are_refused_with_the_reason(tmp_path, text, words):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(text)
+    with pytest.raises(OdliteError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        read_grid(grid)
+
+
+def test_an_unknown_parameter_fails_before_any_training(tiny_config, tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("grid:\n  batch_sise: [2, 4]\n")
+    with pytest.raises(OdliteError, match="did you mean"):
+        sweep(tiny_config, grid, tmp_path / "sweep", progress=False, say=lambda message: None)
+    assert not list((tmp_path / "sweep").glob("*/model"))
+
+
+def test_shipped_grids_name_known_parameters(tmp_path):
+    from conftest import REPO, TOOTH_CONFIG
+
+    for path in sorted((REPO / "configs" / "sweeps").glob("*.yaml")):
+        grid = read_grid(path)
+        for index, point in enumerate(grid.points()[:3]):
+            values = {**grid.fixed, **point}
+            assignments = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in values.items()]
+            patch_config(TOOTH_CONFIG, tmp_path / f"{path.stem}-{index}.config", assignments)
+    assert len(read_grid(REPO / "configs" / "sweeps" / "tooth_grid.yaml").points()) == 64
