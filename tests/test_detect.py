@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,14 +36,14 @@ def _strong(found, min_score=0.5):
 
 
 def test_detect_writes_a_picture_per_image_and_one_json(exported_model, photos, tmp_path):
-    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    try:
-        result = detect(exported_model / "model_int8.tflite", [str(photos)], tmp_path / "out", progress=False)
-    finally:
-        (photos / "broken.jpg").unlink()
+    (tmp_path / "broken.jpg").write_bytes((photos / "val_0.jpg").read_bytes()[:2000])
+    (tmp_path / "notes.png").write_text("not a picture")
+    inputs = [str(photos), str(tmp_path / "broken.jpg"), str(tmp_path / "notes.png")]
+    result = detect(exported_model / "model_int8.tflite", inputs, tmp_path / "out", progress=False)
     summary = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert len(summary["images"]) == 4 and len(result.images) == 4
-    assert summary["skipped"][0]["image"].endswith("broken.jpg") and "not an image" in summary["skipped"][0]["reason"]
+    reasons = {Path(s["image"]).name: s["reason"] for s in summary["skipped"]}
+    assert "truncated" in reasons["broken.jpg"] and "not an image" in reasons["notes.png"]
     found = [d for entry in summary["images"] for d in entry["detections"]]
     assert found, "the trained model should find teeth in validation images"
     for entry in summary["images"]:
@@ -62,15 +63,16 @@ def test_tflite_saved_model_and_checkpoint_agree(exported_model, trained_model, 
     }  # fmt: skip
     assert answers["tflite"], "nothing detected"
     size = max(rgb.shape[:2])
+
+    def close(a, b):
+        # The .tflite sees the image resized as MediaPipe resizes it; the others as in training.
+        moved = max(abs(a.xmin - b.xmin), abs(a.ymin - b.ymin), abs(a.xmax - b.xmax), abs(a.ymax - b.ymax))
+        return a.label == b.label and abs(a.score - b.score) < 0.05 and moved < 0.02 * size
+
     for kind in ("saved_model", "checkpoint"):
-        assert [f.label for f in answers[kind]] == [f.label for f in answers["tflite"]], kind
-        for a, b in zip(answers[kind], answers["tflite"]):
-            # The .tflite sees the image resized as MediaPipe resizes it; the others as in training.
-            assert abs(a.score - b.score) < 0.05
-            assert (
-                max(abs(a.xmin - b.xmin), abs(a.ymin - b.ymin), abs(a.xmax - b.xmax), abs(a.ymax - b.ymax))
-                < 0.02 * size
-            )
+        assert sorted(f.label for f in answers[kind]) == sorted(f.label for f in answers["tflite"]), kind
+        for found in answers["tflite"]:
+            assert any(close(found, other) for other in answers[kind]), (kind, found)
 
 
 def test_exif_orientation_is_respected(exported_model, photos, tmp_path):

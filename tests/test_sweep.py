@@ -43,7 +43,7 @@ def test_sweep_trains_each_point_ranks_them_and_resumes(tiny_config, tmp_path, c
     assert [r["rank"] for r in rows] == ["1", "2"]
     assert float(rows[0]["AP"]) >= float(rows[1]["AP"])
     assert set(rows[0]) >= {"point", "classification_weight", "AP", "AP50", "step"}
-    assert "| rank" in (out / "results.md").read_text() and (out / "results.png").stat().st_size > 0
+    assert "mAP@0.5:0.95" in (out / "results.md").read_text() and (out / "results.png").stat().st_size > 0
 
     again = sweep(tiny_config, grid, out, progress=False, say=lambda message: None)
     assert again.trained == [] and len(again.rows) == 2  # finished points are skipped
