@@ -78,10 +78,18 @@ class TFLiteDetector:
         return boxes, scores, classes, np.array([f[3] for f in found])
 
 
-def median_latency_ms(path: str | Path, threads: int, runs: int = 50, warmup: int = 5) -> float:
-    """Median wall time of ``invoke`` on a fixed random image, after warm-up."""
+def median_latency_ms(
+    path: str | Path, threads: int, runs: int = 50, warmup: int = 5, image: np.ndarray | None = None
+) -> float:
+    """Median wall time of ``invoke`` after warm-up, on ``image`` (any size) or a fixed random one.
+
+    The post-processing's cost grows with the boxes over the score threshold, so a real
+    photo gives the latency an app sees; random pixels make a trained model find little.
+    """
     detector = TFLiteDetector(path, threads)
-    image = np.random.default_rng(0).integers(0, 256, (detector.height, detector.width, 3), dtype=np.uint8)
+    if image is None:
+        image = np.random.default_rng(0).integers(0, 256, (detector.height, detector.width, 3), dtype=np.uint8)
+    image = resize_like_mediapipe(image, detector.width, detector.height)
     detector.interpreter.set_tensor(detector._input["index"], image[None].astype(detector.input_type))
     for _ in range(warmup):
         detector.interpreter.invoke()

@@ -144,16 +144,20 @@ def model_gmac(config: Path) -> float:
 
 def bench_tflite(model_dir: Path, work: Path, runs: int) -> dict:
     """Export ``model_dir`` and time each variant: median of ``runs`` invokes after warm-up, 1 and 2 threads."""
-    from pipelines.export import VARIANTS, export
+    from pipelines.experiment import load_train_spec
+    from pipelines.export import VARIANTS, export, first_validation_image
     from pipelines.tflite_runner import median_latency_ms
 
     out = work / "export"
     export(None, model_dir, out, calibration_images=100, progress=None)
     gmac = model_gmac(out / "pipeline.config")
-    results = {"input_size": 320, "runs": runs, "gmac": round(gmac, 3)}
+    photo = first_validation_image(load_train_spec(out / "pipeline.config"))
+    results = {"model_dir": str(model_dir), "input_size": 320, "runs": runs, "gmac": round(gmac, 3)}
     for variant, name in VARIANTS.items():
         path = out / name
-        latency = {f"{t}_threads_ms": round(median_latency_ms(path, t, runs=runs, warmup=10), 2) for t in (1, 2)}
+        latency = {
+            f"{t}_threads_ms": round(median_latency_ms(path, t, runs=runs, warmup=10, image=photo), 2) for t in (1, 2)
+        }
         floor = LATENCY_FLOOR_MS[variant] * gmac / DEFAULT_GMAC
         results[variant] = {"file": name, "mb": round(path.stat().st_size / 1e6, 2), **latency}
         results[variant]["floor_ms"] = round(floor, 2)
@@ -234,6 +238,13 @@ def bench_serve(export_dir: Path, work: Path, clients: int, seconds: float) -> d
     return {f"pool_{n}": _load_test(model, jpeg, n, clients, seconds) for n in (1, 2)}
 
 
+def _trained_model(work: Path) -> Path:
+    """The demo's model when `make demo` has made it (trained to the end: a model as users export it),
+    else the 105 steps of the training benchmark."""
+    demo = ROOT / "models" / "tooth-demo"
+    return demo if (demo / "checkpoint").exists() else work / "t" / "model"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
@@ -257,14 +268,14 @@ def main() -> int:
             for name, value in bench_training(Path(work) / "t", args.train_steps, warmup=5).items():
                 results[name] = {**value, "measured_at": stamp}
         if args.only in (None, "tflite"):
-            model_dir = args.model_dir or Path(work) / "t" / "model"
+            model_dir = args.model_dir or _trained_model(Path(work))
             results["tflite"] = {**bench_tflite(model_dir, Path(work), args.invokes), "measured_at": stamp}
         if args.only in (None, "serve"):
             export_dir = Path(work) / "export"
             if not export_dir.exists():
                 from pipelines.export import export
 
-                model_dir = args.model_dir or Path(work) / "t" / "model"
+                model_dir = args.model_dir or _trained_model(Path(work))
                 export(None, model_dir, export_dir, calibration_images=100, variants=("int8",), progress=None)
             serve = bench_serve(export_dir, Path(work), args.clients, args.seconds)
             results["serve"] = {**serve, "measured_at": stamp}
