@@ -10,9 +10,7 @@ fails the check with MediaPipe's own message.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,8 +68,8 @@ def mediapipe_detections(model: Path, images: list[Path], tools_python: Path) ->
     return {line["image"]: line["detections"] for line in lines}
 
 
-def odlite_detections(model: Path, images: list[Path], labels: list[str]) -> dict[str, list[dict]]:
-    detector = TFLiteDetector(model)
+def odlite_detections(detector: TFLiteDetector, images: list[Path], labels: list[str]) -> dict[str, tuple]:
+    """Per image path: (detections in pixels, (width, height))."""
     found = {}
     for path in images:
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
@@ -79,14 +77,15 @@ def odlite_detections(model: Path, images: list[Path], labels: list[str]) -> dic
         boxes, classes, scores, count = detector.detect_one(
             resize_like_mediapipe(image, detector.width, detector.height)
         )
-        found[str(path)] = [
+        detections = [
             {
                 "label": labels[int(classes[j])],
                 "score": float(scores[j]),
                 "box": [float(boxes[j][1] * w), float(boxes[j][0] * h), float(boxes[j][3] * w), float(boxes[j][2] * h)],
             }
             for j in range(count)
-        ] + [{"size": [w, h]}]
+        ]
+        found[str(path)] = (detections, (w, h))
     return found
 
 
@@ -129,12 +128,12 @@ def check_with_mediapipe(
     with tempfile.TemporaryDirectory() as folder:
         paths = _validation_images(record_paths, images, Path(folder), size)
         theirs = mediapipe_detections(model, paths, Path(tools_python))
-        ours = odlite_detections(model, paths, labels)
+        ours = odlite_detections(detector, paths, labels)
     result = CheckResult(model, len(paths))
     for path in map(str, paths):
-        w, h = ours[path].pop()["size"]
+        mine, (w, h) = ours[path]
+        other = theirs.get(path, [])
         tolerance = BOX_TOLERANCE * max(w, h)
-        mine, other = ours[path], theirs.get(path, [])
         result.compared += sum(d["score"] >= min_score for d in mine + other)
         # A detection just under min_score on one side may sit just over it on the other.
         for d in _unmatched(mine, other, min_score, tolerance):
@@ -146,15 +145,3 @@ def check_with_mediapipe(
 
 def _describe(d: dict) -> str:
     return f"{d['label']} {d['score']:.3f} at [{', '.join(f'{v:.0f}' for v in d['box'])}]"
-
-
-def main() -> int:  # python -m pipelines.android_check MODEL RECORDS... (a quick manual check)
-    model, *records = sys.argv[1:]
-    labels = (Path(model).parent / "labelmap.txt").read_text().split("\n")
-    result = check_with_mediapipe(model, records, labels, at_model_size=os.environ.get("AT_MODEL_SIZE", "1") == "1")
-    print(result)
-    return 0 if result.passed else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
