@@ -140,6 +140,22 @@ def detection_losses(spec: TrainSpec, outputs: dict, labels: dict, regularizatio
     }
 
 
+@contextlib.contextmanager
+def _dtype_policy(name: str | None):
+    """Keras' global dtype policy set to ``name`` for the block, then put back (nothing when None)."""
+    previous = tf_keras.mixed_precision.global_policy()
+    if name:
+        tf_keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        tf_keras.mixed_precision.set_global_policy(previous)
+
+
+def gpu_available() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def pick_strategy(cpu_replicas: int = 0) -> tf.distribute.Strategy:
     """All GPUs mirrored, one GPU, or the CPU; ``cpu_replicas`` splits the CPU to exercise mirroring."""
     if cpu_replicas > 1:
@@ -210,21 +226,18 @@ def train(
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     total_steps = int(num_steps or spec.num_steps)
+    if mixed_precision and not gpu_available():
+        raise OdliteError("--mixed-precision needs a GPU (float16 brings nothing on the CPU); leave it out")
     strategy = pick_strategy(cpu_replicas)
-    if mixed_precision:
-        if not tf.config.list_physical_devices("GPU"):
-            raise OdliteError("--mixed-precision needs a GPU (float16 brings nothing on the CPU); leave it out")
-        tf_keras.mixed_precision.set_global_policy("mixed_float16")
     if seed is not None:
         tf_keras.utils.set_random_seed(seed)
     dataset = strategy.experimental_distribute_dataset(train_dataset(spec, spec.batch_size, seed))
 
     with strategy.scope():
-        model = build_model(spec.model)
+        with _dtype_policy("mixed_float16" if mixed_precision else None):
+            model = build_model(spec.model)  # layers keep the policy they were built under
         schedule = CosineDecayWithWarmup(spec.learning_rate)
         optimizer = tf_keras.optimizers.SGD(schedule, momentum=spec.momentum)
-        if mixed_precision:
-            optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=keep_checkpoints)
     if manager.latest_checkpoint:
@@ -232,9 +245,17 @@ def train(
         print(f"resuming from {manager.latest_checkpoint} (step {int(optimizer.iterations.numpy())})")
     else:
         print(warm_start(model, spec, from_scratch))
+    if mixed_precision:
+        # Wrapped after restoring, so a run can resume with or without mixed precision: the loss
+        # scale is left out of the check and starts again from its default, adapting in a few steps.
+        with strategy.scope():
+            optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
     write_text_atomically(model_dir / CONFIG_NAME, spec.config.to_text())
     device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
-    print(f"training on {device}; replicas: {strategy.num_replicas_in_sync}; batch {spec.batch_size}")
+    print(
+        f"training on {device}; replicas: {strategy.num_replicas_in_sync}; batch {spec.batch_size}; "
+        f"compute {model.compute_dtype}, weights {model.variable_dtype}"
+    )
 
     @tf.function
     def train_step(inputs):

@@ -90,14 +90,23 @@ def bench_training(work: Path, steps: int, warmup: int) -> dict:
         config,
         [f"train_input_path={data}/train-*.tfrecord", f"eval_input_path={data}/val-*.tfrecord", "batch_size=8"],
     )
-    stamps = []
-    model_dir = work / "model"
-    train(config, model_dir, num_steps=warmup + steps, checkpoint_every=10**9, progress=False,
-          on_step=lambda step, losses: stamps.append(time.perf_counter()))  # fmt: skip
-    seconds = stamps[-1] - stamps[warmup - 1]
+
+    def timed_training(model_dir: Path, mixed_precision: bool = False) -> dict:
+        stamps = []
+        train(config, model_dir, num_steps=warmup + steps, checkpoint_every=10**9, progress=False,
+              mixed_precision=mixed_precision,
+              on_step=lambda step, losses: stamps.append(time.perf_counter()))  # fmt: skip
+        seconds = stamps[-1] - stamps[warmup - 1]
+        result = {"device": device, "input_size": 320, "batch_size": 8, "steps": steps}
+        result.update(images_per_s=round(steps * 8 / seconds, 2), ms_per_step=round(1000 * seconds / steps, 1))
+        return result
+
     device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-    result = {"device": device, "input_size": 320, "batch_size": 8, "steps": steps}
-    result.update(images_per_s=round(steps * 8 / seconds, 2), ms_per_step=round(1000 * seconds / steps, 1))
+    model_dir = work / "model"
+    results = {f"train_{device}": timed_training(model_dir)}
+    if device == "gpu":
+        results["train_gpu_mixed_precision"] = timed_training(work / "mixed", mixed_precision=True)
+    results["input_pipeline"] = bench_input_pipeline(config, batches=max(20, steps // 2))
 
     from pipelines.evaluate import checkpoint_detector, run_detector
     from pipelines.experiment import load_train_spec
@@ -109,10 +118,24 @@ def bench_training(work: Path, steps: int, warmup: int) -> dict:
     start = time.perf_counter()
     found = run_detector(detect, paths, 320, progress=False)
     evaluated = len(found.images) / (time.perf_counter() - start)
-    return {
-        f"train_{device}": result,
-        f"eval_{device}": {"images": len(found.images), "images_per_s": round(evaluated, 2)},
-    }
+    return {**results, f"eval_{device}": {"images": len(found.images), "images_per_s": round(evaluated, 2)}}
+
+
+def bench_input_pipeline(config: Path, batches: int) -> dict:
+    """The training input pipeline alone (decode, augment, resize, anchor labelling) on every core: the
+    rate it could feed an accelerator at, to set beside the training rate."""
+    from pipelines.experiment import load_train_spec
+    from pipelines.train import train_dataset
+
+    batches_in = iter(train_dataset(load_train_spec(config), 8))
+    for _ in range(10):  # fill the shuffle buffer and let tf.data tune its parallelism
+        next(batches_in)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(batches_in)
+    seconds = time.perf_counter() - start
+    rate = round(batches * 8 / seconds, 1)
+    return {"batch_size": 8, "batches": batches, "cores": os.cpu_count(), "images_per_s": rate}
 
 
 # At the AVX2 peak of these cores, for the default 0.94 GMAC model at 320x320 (the issue's figures);

@@ -236,6 +236,22 @@ def test_mixed_precision_without_a_gpu_is_refused(tiny_config, tmp_path):
         train(tiny_config, tmp_path / "m", mixed_precision=True, progress=False)
 
 
+def test_mixed_precision_trains_and_resumes_either_way(tiny_config, tmp_path, monkeypatch, capsys):
+    """float16 kernels exist on the CPU too (slow), so the GPU's mixed-precision path runs here."""
+    import pipelines.train as train_module
+
+    monkeypatch.setattr(train_module, "gpu_available", lambda: True)
+    model_dir = tmp_path / "m"
+    train(tiny_config, model_dir, num_steps=1, progress=False)
+    mixed = train(tiny_config, model_dir, num_steps=2, mixed_precision=True, checkpoint_every=1, progress=False)
+    assert "compute float16, weights float32" in capsys.readouterr().out
+    assert mixed.step == 2 and all(math.isfinite(v) for v in mixed.losses.values())
+    assert tf_keras.mixed_precision.global_policy().name == "float32"  # not left behind for later models
+    again = train(tiny_config, model_dir, num_steps=3, progress=False)
+    assert again.step == 3 and all(math.isfinite(v) for v in again.losses.values())
+    assert "compute float32" in capsys.readouterr().out
+
+
 def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(tiny_config, tmp_path):
     import time
 
