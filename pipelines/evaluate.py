@@ -26,7 +26,7 @@ from tqdm import tqdm
 from pipelines.errors import OdliteError
 from pipelines.experiment import TrainSpec, load_train_spec
 from pipelines.label_map import read_label_map
-from pipelines.model import MEAN_RGB, STDDEV_RGB, build_model
+from pipelines.model import build_model, normalize_pixels, resize_to_input
 from pipelines.tfrecord import feature_spec
 from pipelines.train import CONFIG_NAME, checkpoint_step, glob_inputs
 
@@ -52,7 +52,7 @@ def eval_dataset(paths: list[str], input_size: int, batch_size: int, limit: int 
     def parse(raw):
         ex = tf.io.parse_single_example(raw, spec)
         image = tf.io.decode_image(ex["image/encoded"], channels=3, expand_animations=False)
-        resized = tf.cast(tf.image.resize(image, [input_size, input_size]), tf.uint8)
+        resized = resize_to_input(image, input_size)
         dense = {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v for k, v in ex.items()}
         dense["image/height"], dense["image/width"] = tf.shape(image)[0], tf.shape(image)[1]
         return resized, dense
@@ -72,8 +72,7 @@ def checkpoint_detector(spec: TrainSpec, checkpoint: str):
 
     @tf.function
     def detect(images):
-        x = (tf.cast(images, tf.float32) - MEAN_RGB) / STDDEV_RGB
-        out = model(x, training=False)
+        out = model(normalize_pixels(images), training=False)
         return out["detection_boxes"] / size, out["detection_scores"], out["detection_classes"], out["num_detections"]
 
     return detect

@@ -39,7 +39,7 @@ from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset, latest_checkpoint, resolve_config
 from pipelines.experiment import TrainSpec, load_train_spec
 from pipelines.label_map import read_label_map
-from pipelines.model import MEAN_RGB, STDDEV_RGB, build_model
+from pipelines.model import build_model, normalize_pixels
 from pipelines.train import CONFIG_NAME, checkpoint_step, glob_inputs
 
 VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite", "int8": "model_int8.tflite"}
@@ -67,13 +67,10 @@ class DetectorModule(tf.Module):
             self._tflite_graph, input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")]
         )
 
-    def _normalise(self, images):
-        return (tf.cast(images, tf.float32) - MEAN_RGB) / STDDEV_RGB
-
     def _serve(self, images):
         size = self.spec.input_size
         resized = tf.image.resize(images, [size, size])
-        out = self.model(self._normalise(resized), training=False)
+        out = self.model(normalize_pixels(resized), training=False)
         return {
             "detection_boxes": out["detection_boxes"] / float(size),
             "detection_classes": tf.cast(out["detection_classes"], tf.int32),
@@ -83,7 +80,7 @@ class DetectorModule(tf.Module):
 
     def _tflite_graph(self, images):
         spec, model = self.spec, self.model
-        features = model.decoder(model.backbone(self._normalise(images), training=False), training=False)
+        features = model.decoder(model.backbone(normalize_pixels(images), training=False), training=False)
         raw_scores, raw_boxes, _ = model.head(features, training=False)
         anchors_per_location = len(spec.aspect_ratios) * spec.scales_per_octave
         foreground = {}

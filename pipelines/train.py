@@ -19,15 +19,16 @@ from pathlib import Path
 
 import tensorflow as tf
 import tf_keras
-from official.vision.dataloaders import retinanet_input, tf_example_decoder
+from official.vision.dataloaders import tf_example_decoder
 from official.vision.losses import focal_loss, loss_utils
+from official.vision.ops import anchor
 from tqdm import tqdm
 
 from pipelines.atomic import write_text_atomically
 from pipelines.augment import augmenter
 from pipelines.errors import OdliteError
 from pipelines.experiment import LearningRate, TrainSpec, load_train_spec
-from pipelines.model import build_model
+from pipelines.model import build_model, normalize_pixels, resize_to_input
 from pipelines.pipeline_config import check_paths_resolved
 from pipelines.warm_start import warm_start
 
@@ -73,39 +74,53 @@ def glob_inputs(patterns: list[str], what: str) -> list[str]:
     return files
 
 
-def anchor_parser(spec: TrainSpec) -> retinanet_input.Parser:
+def anchor_labeller(spec: TrainSpec):
+    """(decoded, augmented example) -> (uint8 image at the input size, anchor targets).
+
+    Model Garden's anchors and AnchorLabeler, as its RetinaNet parser uses them, without the
+    parser's normalisation of the full-size photo: that was a third of the input pipeline's
+    cost; the training step normalises the small uint8 batch instead (on a GPU, for free).
+    """
     m = spec.model
-    return retinanet_input.Parser(
-        output_size=[m.input_size, m.input_size],
-        min_level=m.min_level,
-        max_level=m.max_level,
-        num_scales=m.scales_per_octave,
-        aspect_ratios=list(m.aspect_ratios),
-        anchor_size=m.anchor_scale,
-        match_threshold=spec.matched_threshold,
-        unmatched_threshold=spec.unmatched_threshold,
-        box_coder_weights=list(m.box_coder_weights),
-        skip_crowd_during_training=True,
-        max_num_instances=spec.max_boxes,
-        dtype="float32",
-        mode=None,
-        pad=False,  # see experiment.py: levels above the backbone use ceil(size / stride)
-        keep_aspect_ratio=False,  # fixed_shape_resizer stretches
-    )
+    size = m.input_size
+    # Built once; levels above the backbone use ceil(size / stride), as the model's features do.
+    anchors = anchor.Anchor(
+        m.min_level, m.max_level, m.scales_per_octave, list(m.aspect_ratios), m.anchor_scale, [size, size]
+    ).multilevel_boxes
+    labeller = anchor.AnchorLabeler(spec.matched_threshold, spec.unmatched_threshold, list(m.box_coder_weights))
+
+    def label(data: dict):
+        # Crowd regions are not trained on (Model Garden's skip_crowd_during_training); boxes that
+        # augmentation left empty go. fixed_shape_resizer stretches, so pixels are size * normalised.
+        boxes = data["groundtruth_boxes"] * float(size)
+        keep = ~data["groundtruth_is_crowd"] & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        classes = tf.expand_dims(tf.boolean_mask(data["groundtruth_classes"], keep), 1)
+        cls_targets, box_targets, _, cls_weights, box_weights = labeller.label_anchors(
+            anchors, tf.boolean_mask(boxes, keep), classes
+        )
+        targets = {
+            "cls_targets": cls_targets,
+            "box_targets": box_targets,
+            "cls_weights": cls_weights,
+            "box_weights": box_weights,
+        }
+        return resize_to_input(data["image"], size), targets
+
+    return label
 
 
 def train_dataset(spec: TrainSpec, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
-    """Endless shuffled, augmented, anchor-labelled batches."""
+    """Endless shuffled, augmented, anchor-labelled batches of uint8 images."""
     files = glob_inputs(spec.train_paths, "train_input_reader")
     decoder = tf_example_decoder.TfExampleDecoder(regenerate_source_id=True)
-    parse = anchor_parser(spec).parse_fn(is_training=True)
+    label = anchor_labeller(spec)
     augment = augmenter(spec.augmentations)
     dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed).repeat()
     dataset = dataset.interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE
     )
     dataset = dataset.shuffle(512, seed=seed)
-    dataset = dataset.map(lambda raw: parse(augment(decoder.decode(raw))), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda raw: label(augment(decoder.decode(raw))), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -262,7 +277,7 @@ def train(
         @tf.autograph.experimental.do_not_convert  # plain Python; conversion only warns about the closure
         def step_fn(images, labels):
             with tf.GradientTape() as tape:
-                outputs = model(images, training=True)
+                outputs = model(normalize_pixels(images), training=True)
                 losses = detection_losses(spec, outputs, labels, model.losses)
                 scaled = losses["total_loss"] / strategy.num_replicas_in_sync
                 if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):

@@ -84,13 +84,13 @@ def test_every_zoo_setting_reaches_the_model(tiny_config):
 
 
 def test_classification_and_localization_weights_scale_the_losses(tiny_config, tmp_path):
-    from pipelines.model import build_model
+    from pipelines.model import build_model, normalize_pixels
     from pipelines.train import detection_losses, train_dataset
 
     spec = load_train_spec(tiny_config)
     images, labels = next(iter(train_dataset(spec, 2, seed=0)))
     model = build_model(spec.model)
-    outputs = model(images, training=True)
+    outputs = model(normalize_pixels(images), training=True)
     base = detection_losses(spec, outputs, labels, [])
     spec.classification_weight, spec.localization_weight = 2.0, 0.5
     weighted = detection_losses(spec, outputs, labels, [])
