@@ -91,13 +91,13 @@ def anchor_labeller(spec: TrainSpec):
 
     def label(data: dict):
         # Crowd regions are not trained on (Model Garden's skip_crowd_during_training); boxes that
-        # augmentation left empty go. fixed_shape_resizer stretches, so pixels are size * normalised.
+        # augmentation left empty go; beyond max_number_of_boxes they are dropped, as in the OD API.
+        # fixed_shape_resizer stretches, so pixels are size * normalised.
         boxes = data["groundtruth_boxes"] * float(size)
         keep = ~data["groundtruth_is_crowd"] & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        classes = tf.expand_dims(tf.boolean_mask(data["groundtruth_classes"], keep), 1)
-        cls_targets, box_targets, _, cls_weights, box_weights = labeller.label_anchors(
-            anchors, tf.boolean_mask(boxes, keep), classes
-        )
+        boxes = tf.boolean_mask(boxes, keep)[: spec.max_boxes]
+        classes = tf.expand_dims(tf.boolean_mask(data["groundtruth_classes"], keep)[: spec.max_boxes], 1)
+        cls_targets, box_targets, _, cls_weights, box_weights = labeller.label_anchors(anchors, boxes, classes)
         targets = {
             "cls_targets": cls_targets,
             "box_targets": box_targets,

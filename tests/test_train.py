@@ -99,6 +99,28 @@ def test_classification_and_localization_weights_scale_the_losses(tiny_config, t
     assert float(base["localization_loss"]) > 0
 
 
+def test_anchor_labeller_drops_crowd_empty_and_surplus_boxes(tiny_config):
+    from pipelines.train import anchor_labeller
+
+    spec = load_train_spec(tiny_config)
+    data = {
+        "image": tf.fill([60, 80, 3], tf.constant(200, tf.uint8)),
+        "groundtruth_boxes": tf.constant([[0.1, 0.1, 0.5, 0.5], [0.5, 0.5, 0.9, 0.9], [0.2, 0.6, 0.2, 0.8]]),
+        "groundtruth_classes": tf.constant([1, 2, 1], tf.int64),
+        "groundtruth_is_crowd": tf.constant([False, False, False]),
+    }
+
+    def matched_classes(example):
+        image, targets = anchor_labeller(spec)(example)
+        assert image.dtype == tf.uint8 and image.shape == (128, 128, 3) and int(tf.reduce_min(image)) == 200
+        return {int(c) for t in targets["cls_targets"].values() for c in np.unique(t.numpy()) if c > 0}
+
+    assert matched_classes(data) == {1, 2}  # the third box is empty
+    assert matched_classes({**data, "groundtruth_is_crowd": tf.constant([True, False, False])}) == {2}
+    spec.max_boxes = 1  # train_config.max_number_of_boxes
+    assert matched_classes(data) == {1}
+
+
 def test_shared_tower_model_has_one_tower():
     from pipelines.model import ModelSpec, build_model
 
