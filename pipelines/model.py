@@ -29,8 +29,8 @@ STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 def resize_to_input(image: tf.Tensor, size: int) -> tf.Tensor:
     """fixed_shape_resizer: stretched to size x size (bilinear) and rounded back to uint8, as a phone's frame is."""
-    resized = tf.image.resize(image, [size, size], method="bilinear")
-    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+    resized = tf.image.resize(image, [size, size], method="bilinear")  # a weighted mean: stays in 0-255
+    return tf.cast(tf.round(resized), tf.uint8)
 
 
 def normalize_pixels(images: tf.Tensor) -> tf.Tensor:

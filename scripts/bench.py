@@ -90,6 +90,7 @@ def bench_training(work: Path, steps: int, warmup: int) -> dict:
         config,
         [f"train_input_path={data}/train-*.tfrecord", f"eval_input_path={data}/val-*.tfrecord", "batch_size=8"],
     )
+    device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
 
     def timed_training(model_dir: Path, mixed_precision: bool = False) -> dict:
         stamps = []
@@ -101,7 +102,6 @@ def bench_training(work: Path, steps: int, warmup: int) -> dict:
         result.update(images_per_s=round(steps * 8 / seconds, 2), ms_per_step=round(1000 * seconds / steps, 1))
         return result
 
-    device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
     model_dir = work / "model"
     results = {f"train_{device}": timed_training(model_dir)}
     if device == "gpu":
