@@ -1,16 +1,18 @@
 """Translate a checked ``pipeline.config`` into what training and evaluation run.
 
 The schema (pipeline_schema.py) has already rejected everything odlite cannot honour;
-this module maps the rest onto Model Garden's RetinaNet and odlite's training loop.
+this module maps the rest onto odlite's network (model.py) and training loop.
 Notes on the mapping:
 
-- ``num_classes`` counts foreground classes (OD API); Model Garden adds the background.
+- ``num_classes`` counts foreground classes; the class head adds the OD API's background
+  column, trained towards 0 (``encode_background_as_zeros``) and dropped at inference.
 - fixed_shape_resizer stretches the image to the square input, as the OD API does.
 - No padding to a multiple of 2^max_level: at 320 with levels 3-7 the top level is
   3x3 (ceil(320/128)), matching the OD API's anchor grid, where Model Garden's default
   would pad to 384 and spend 44% more compute.
-- One batch-norm setting and one activation serve backbone, FPN and head; the
-  feature extractor's and the box predictor's conv_hyperparams must agree on them.
+- The feature extractor's conv_hyperparams govern FPN and coarse levels, and the
+  backbone when override_base_feature_extractor_hyperparams; the box predictor's govern
+  its tower and heads (whose activation is always ReLU6, as in the OD API).
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.errors import OdliteError
-from pipelines.model import ModelSpec
+from pipelines.model import ConvParams, ModelSpec
 from pipelines.pipeline_config import PipelineConfig, load_pipeline_config
 
 PREDICTOR = "model.ssd.box_predictor.weight_shared_convolutional_box_predictor"
@@ -68,16 +69,18 @@ def _initializer(config: PipelineConfig, prefix: str) -> tuple[str, dict]:
     return kind.removesuffix("_initializer"), config.get(f"{prefix}.conv_hyperparams.initializer.{kind}")
 
 
-def _shared_setting(config: PipelineConfig, name: str, extractor_path: str, predictor_path: str):
-    ours, theirs = config.get(f"{EXTRACTOR}.{extractor_path}"), config.get(f"{PREDICTOR}.{predictor_path}")
-    if config.get(f"{EXTRACTOR}.override_base_feature_extractor_hyperparams") and ours != theirs:
-        raise OdliteError.at(
-            config.source,
-            f"not supported: {name} differs between the feature extractor ({ours}) and the box predictor ({theirs}); "
-            "odlite uses one setting for both",
-            f"{EXTRACTOR}.{extractor_path}",
-        )
-    return theirs
+def _conv_params(config: PipelineConfig, prefix: str) -> ConvParams:
+    hyper = f"{prefix}.conv_hyperparams"
+    norm = config.get(f"{hyper}.batch_norm")
+    return ConvParams(
+        initializer=_initializer(config, prefix),
+        l2_weight=float(config.get(f"{hyper}.regularizer.l2_regularizer.weight")),
+        activation=_ACTIVATIONS[config.get(f"{hyper}.activation")],
+        batch_norm_decay=float(norm["decay"]),
+        batch_norm_epsilon=float(norm["epsilon"]),
+        batch_norm_scale=bool(norm["scale"]),
+        batch_norm_center=bool(norm["center"]),
+    )
 
 
 def model_spec(config: PipelineConfig) -> ModelSpec:
@@ -86,22 +89,17 @@ def model_spec(config: PipelineConfig) -> ModelSpec:
     resizer = config.get(f"{ssd}.image_resizer.fixed_shape_resizer")
     coder = config.get(f"{ssd}.box_coder.faster_rcnn_box_coder")
     nms = config.get(f"{ssd}.post_processing.batch_non_max_suppression")
-    activation = _shared_setting(config, "activation", "conv_hyperparams.activation", "conv_hyperparams.activation")
-    decay = _shared_setting(
-        config, "batch_norm.decay", "conv_hyperparams.batch_norm.decay", "conv_hyperparams.batch_norm.decay"
-    )
-    epsilon = _shared_setting(
-        config, "batch_norm.epsilon", "conv_hyperparams.batch_norm.epsilon", "conv_hyperparams.batch_norm.epsilon"
-    )
-    l2 = config.get(f"{PREDICTOR}.conv_hyperparams.regularizer.l2_regularizer.weight")
     return ModelSpec(
         num_classes=int(config.get(f"{ssd}.num_classes")),
         input_size=int(resizer["height"]),
         min_level=int(config.get(f"{EXTRACTOR}.fpn.min_level")),
         max_level=int(config.get(f"{EXTRACTOR}.fpn.max_level")),
         depth_multiplier=float(config.get(f"{EXTRACTOR}.depth_multiplier")),
+        min_depth=int(config.get(f"{EXTRACTOR}.min_depth")),
         fpn_depth=int(config.get(f"{EXTRACTOR}.fpn.additional_layer_depth")),
         fpn_separable=bool(config.get(f"{EXTRACTOR}.use_depthwise")),
+        extractor=_conv_params(config, EXTRACTOR),
+        override_backbone_hyperparams=bool(config.get(f"{EXTRACTOR}.override_base_feature_extractor_hyperparams")),
         head_depth=int(config.get(f"{PREDICTOR}.depth")),
         head_layers=int(config.get(f"{PREDICTOR}.num_layers_before_predictor")),
         head_separable=bool(config.get(f"{PREDICTOR}.use_depthwise")),
@@ -109,20 +107,10 @@ def model_spec(config: PipelineConfig) -> ModelSpec:
         class_prior_bias=float(config.get(f"{PREDICTOR}.class_prediction_bias_init")),
         initialize_pointwise=bool(config.get(f"{PREDICTOR}.apply_conv_hyperparams_pointwise")),
         initialize_predictors=bool(config.get(f"{PREDICTOR}.apply_conv_hyperparams_to_heads")),
+        predictor=_conv_params(config, PREDICTOR),
         anchor_scale=float(anchors["anchor_scale"]),
         aspect_ratios=[float(a) for a in anchors["aspect_ratios"]],
         scales_per_octave=int(anchors["scales_per_octave"]),
-        activation=_ACTIVATIONS[activation],
-        batch_norm_decay=float(decay),
-        batch_norm_epsilon=float(epsilon),
-        l2_weight=float(l2),
-        initializer=_initializer(config, PREDICTOR),
-        fpn_initializer=_initializer(config, EXTRACTOR),
-        backbone_initializer=(
-            _initializer(config, EXTRACTOR)
-            if config.get(f"{EXTRACTOR}.override_base_feature_extractor_hyperparams")
-            else None
-        ),
         box_coder_weights=[float(coder[k]) for k in ("y_scale", "x_scale", "height_scale", "width_scale")],
         score_threshold=float(nms["score_threshold"]),
         iou_threshold=float(nms["iou_threshold"]),

@@ -10,8 +10,8 @@ Two graphs are exported from the same weights:
 - the TFLite graph: the network's raw outputs go through Model Garden's TFLite
   post-processing, which the converter lowers to ``TFLite_Detection_PostProcess``.
   Its defaults do not fit the contract, so this module sets each one: the background
-  column is dropped before the op (Model Garden trains it as a class of its own, so the
-  op would otherwise report "background" everywhere and shift every class index by one),
+  column of the OD API's class head is dropped before the op (the op would otherwise
+  count it as a class and shift every class index by one),
   anchors are normalised so boxes come out in [0, 1], and NMS is the op's regular
   per-class NMS with the checkpoint's IoU, score threshold and detection limits, so
   the TFLite models are scored like for like with the checkpoint.
@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from official.vision.modeling.layers import detection_generator
-from official.vision.ops import anchor
 from tensorflow.lite.tools import flatbuffer_utils
 
 from pipelines.atomic import atomic_folder
@@ -82,20 +81,13 @@ class DetectorModule(tf.Module):
         spec, model = self.spec, self.model
         features = model.decoder(model.backbone(normalize_pixels(images), training=False), training=False)
         raw_scores, raw_boxes, _ = model.head(features, training=False)
-        anchors_per_location = len(spec.aspect_ratios) * spec.scales_per_octave
+        anchors_per_location = spec.num_anchors
         foreground = {}
         for level, scores in raw_scores.items():
             shape = tf.shape(scores)
             per_anchor = tf.reshape(scores, [shape[0], shape[1], shape[2], anchors_per_location, -1])
             foreground[level] = tf.reshape(per_anchor[..., 1:], [shape[0], shape[1], shape[2], -1])
-        anchors = anchor.Anchor(
-            min_level=spec.min_level,
-            max_level=spec.max_level,
-            num_scales=spec.scales_per_octave,
-            aspect_ratios=list(spec.aspect_ratios),
-            anchor_size=spec.anchor_scale,
-            image_size=(spec.input_size, spec.input_size),
-        ).multilevel_boxes
+        anchors = spec.anchors()
         post = detection_generator.MultilevelDetectionGenerator(
             apply_nms=True,
             nms_version="tflite",

@@ -1,11 +1,30 @@
-"""SSD-MobileNetV2-FPNLite, assembled from Model Garden's RetinaNet parts.
+"""SSD MobileNetV2 FPNLite, op for op as the OD API's Keras model, in Model Garden's RetinaNet frame.
 
-Model Garden's MobileNetV2 backbone, FPN with separable convs and weight-shared
-separable head are the OD API's FPNLite; two OD API options it lacks are added
-here: ``share_prediction_tower`` (one conv tower feeds both the class and the box
-predictor, which halves the head's cost) and a configurable class prior bias.
-The conv initializer of the config is applied to every conv kernel, as the OD API
-does with ``override_base_feature_extractor_hyperparams``.
+The network is the OD API's (``ssd_mobilenet_v2_fpn_keras``), so that its checkpoints
+load by name (warm_start.py):
+
+- backbone: Keras Applications' MobileNetV2 built through the OD API's layer overrides
+  (SAME padding everywhere; the feature extractor's conv_hyperparams when
+  ``override_base_feature_extractor_hyperparams``, else the OD API's MobileNetV2 defaults;
+  ``Conv_1`` shrinks with depth_multiplier < 1; ``min_depth``), tapped at ``block_5_add``,
+  ``block_12_add`` and ``out_relu`` for levels 3, 4 and 5;
+- FPN (``KerasFpnTopDownFeatureMaps``): a 1x1 projection with bias per tap; the top level
+  is its projection alone; each level below adds its projection to the 2x nearest-neighbour
+  upsampling of the (already smoothed) level above, then smooths with a separable 3x3
+  (no bias) + batch norm + activation;
+- levels above 5: stride-2 separable 3x3 + batch norm + activation, starting from the top
+  projection;
+- box predictor (``WeightSharedConvolutionalBoxPredictor``): a tower of separable 3x3
+  convs shared by all levels, with a batch norm of its own per level and ReLU6, one tower
+  for both predictors when ``share_prediction_tower``; separable 3x3 box and class
+  predictors with bias, the class bias starting at the prior;
+- anchors (anchors.py), the faster-rcnn box coder and pixels scaled to [-1, 1].
+
+Model Garden supplies the frame: ``RetinaNetModel`` (training outputs, decoding and NMS,
+its TFLite post-processing for export) and the anchor labeler in training. Initialisers
+and L2 regularisers go where the OD API puts them: with separable convs the config's
+initializer and regulariser reach the depthwise kernels only (pointwise kernels keep
+Keras' glorot_uniform), unless apply_conv_hyperparams_pointwise / _to_heads say otherwise.
 """
 
 from __future__ import annotations
@@ -14,17 +33,14 @@ from dataclasses import dataclass, field
 
 import tensorflow as tf
 import tf_keras
-from official.vision.configs import backbones, common, decoders
-from official.vision.configs import retinanet as retinanet_cfg
-from official.vision.modeling import backbones as backbone_factory
-from official.vision.modeling import decoders as decoder_factory
 from official.vision.modeling import retinanet_model
-from official.vision.modeling.heads import dense_prediction_heads
 from official.vision.modeling.layers import detection_generator
 
-# Model Garden's normalisation (ImageNet mean and std of 0-255 RGB); the exported model applies it itself.
-MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+from pipelines.anchors import anchors_per_location, multilevel_anchors
+
+# block_5_add (32 channels, stride 8), block_12_add (96, stride 16), out_relu (1280, stride 32).
+BACKBONE_TAPS = {3: "block_5_add", 4: "block_12_add", 5: "out_relu"}
+TOP_BACKBONE_LEVEL = 5
 
 
 def resize_to_input(image: tf.Tensor, size: int) -> tf.Tensor:
@@ -34,8 +50,53 @@ def resize_to_input(image: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def normalize_pixels(images: tf.Tensor) -> tf.Tensor:
-    """0-255 pixels of any dtype -> the network's input."""
-    return (tf.cast(images, tf.float32) - MEAN_RGB) / STDDEV_RGB
+    """0-255 pixels of any dtype -> [-1, 1], as the zoo's models and Keras' MobileNetV2 expect."""
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+@dataclass
+class ConvParams:
+    """One ``conv_hyperparams`` block: initializer, L2 weight, activation and batch norm of its convs."""
+
+    initializer: tuple[str, dict] = ("random_normal", {"mean": 0.0, "stddev": 0.01})
+    l2_weight: float = 4e-5
+    activation: str = "relu6"
+    batch_norm_decay: float = 0.997
+    batch_norm_epsilon: float = 0.001
+    batch_norm_scale: bool = True
+    batch_norm_center: bool = True
+
+    def new_initializer(self):
+        return make_initializer(self.initializer)
+
+    def regularizer(self):
+        # Keras l2(w) adds w * sum(x^2); the OD API adds 0.5 * weight * sum(x^2).
+        return tf_keras.regularizers.l2(self.l2_weight / 2.0) if self.l2_weight else None
+
+    @property
+    def conv_bias(self) -> bool:
+        """The OD API gives a conv a bias only when its batch norm has no beta."""
+        return not self.batch_norm_center
+
+    def batch_norm(self, name: str | None = None):
+        return tf_keras.layers.BatchNormalization(
+            momentum=self.batch_norm_decay,
+            epsilon=self.batch_norm_epsilon,
+            center=self.batch_norm_center,
+            scale=self.batch_norm_scale,
+            name=name,
+        )
+
+    def activation_layer(self, name: str | None = None):
+        return activation_layer(self.activation, name)
+
+
+# The OD API's MobileNetV2 when the config does not override its hyperparameters.
+ODAPI_MOBILENET_DEFAULTS = ConvParams(
+    initializer=("truncated_normal", {"mean": 0.0, "stddev": 0.09}),
+    l2_weight=0.00004,
+    batch_norm_decay=0.9997,
+)
 
 
 @dataclass
@@ -47,8 +108,11 @@ class ModelSpec:
     min_level: int = 3
     max_level: int = 7
     depth_multiplier: float = 1.0
+    min_depth: int = 16
     fpn_depth: int = 128
     fpn_separable: bool = True
+    extractor: ConvParams = field(default_factory=ConvParams)
+    override_backbone_hyperparams: bool = True
     head_depth: int = 128
     head_layers: int = 4
     head_separable: bool = True
@@ -56,58 +120,35 @@ class ModelSpec:
     class_prior_bias: float = -4.6
     initialize_pointwise: bool = False  # apply_conv_hyperparams_pointwise
     initialize_predictors: bool = False  # apply_conv_hyperparams_to_heads
+    predictor: ConvParams = field(default_factory=ConvParams)
     anchor_scale: float = 4.0
     aspect_ratios: list[float] = field(default_factory=lambda: [1.0, 2.0, 0.5])
     scales_per_octave: int = 2
-    activation: str = "relu6"
-    batch_norm_decay: float = 0.997
-    batch_norm_epsilon: float = 0.001
-    l2_weight: float = 4e-5
-    # (kind, parameters) as in conv_hyperparams.initializer: the head's, the FPN's, and the backbone's
-    # (None: MobileNetV2's own, as when override_base_feature_extractor_hyperparams is false).
-    initializer: tuple[str, dict] = ("random_normal", {"mean": 0.0, "stddev": 0.01})
-    fpn_initializer: tuple[str, dict] = ("random_normal", {"mean": 0.0, "stddev": 0.01})
-    backbone_initializer: tuple[str, dict] | None = None
     box_coder_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])  # y, x, h, w
     score_threshold: float = 1e-8
     iou_threshold: float = 0.6
     max_detections: int = 100
     class_agnostic_nms: bool = False
 
-    def retinanet_config(self) -> retinanet_cfg.RetinaNet:
-        """The Model Garden config this spec corresponds to (Model Garden counts the background as class 0)."""
-        return retinanet_cfg.RetinaNet(
-            num_classes=self.num_classes + 1,
-            input_size=[self.input_size, self.input_size, 3],
-            min_level=self.min_level,
-            max_level=self.max_level,
-            anchor=retinanet_cfg.Anchor(
-                num_scales=self.scales_per_octave, aspect_ratios=list(self.aspect_ratios), anchor_size=self.anchor_scale
-            ),
-            backbone=backbones.Backbone(
-                type="mobilenet",
-                mobilenet=backbones.MobileNet(model_id="MobileNetV2", filter_size_scale=self.depth_multiplier),
-            ),
-            decoder=decoders.Decoder(
-                type="fpn", fpn=decoders.FPN(num_filters=self.fpn_depth, use_separable_conv=self.fpn_separable)
-            ),
-            head=retinanet_cfg.RetinaNetHead(
-                num_convs=self.head_layers, num_filters=self.head_depth, use_separable_conv=self.head_separable
-            ),
-            detection_generator=retinanet_cfg.DetectionGenerator(
-                pre_nms_score_threshold=self.score_threshold,
-                nms_iou_threshold=self.iou_threshold,
-                max_num_detections=self.max_detections,
-                use_class_agnostic_nms=self.class_agnostic_nms,
-                box_coder_weights=list(self.box_coder_weights),
-            ),
-            norm_activation=common.NormActivation(
-                activation=self.activation,
-                use_sync_bn=False,
-                norm_momentum=self.batch_norm_decay,
-                norm_epsilon=self.batch_norm_epsilon,
-            ),
+    @property
+    def num_anchors(self) -> int:
+        return anchors_per_location(self.aspect_ratios, self.scales_per_octave)
+
+    @property
+    def backbone_params(self) -> ConvParams:
+        return self.extractor if self.override_backbone_hyperparams else ODAPI_MOBILENET_DEFAULTS
+
+    def anchors(self) -> dict[str, tf.Tensor]:
+        """{level: [H, W, A * 4]} anchors in input pixels."""
+        boxes = multilevel_anchors(
+            self.min_level,
+            self.max_level,
+            self.anchor_scale,
+            self.aspect_ratios,
+            self.scales_per_octave,
+            self.input_size,
         )
+        return {level: tf.constant(b) for level, b in boxes.items()}
 
 
 def make_initializer(description: tuple[str, dict]):
@@ -121,126 +162,254 @@ def make_initializer(description: tuple[str, dict]):
     return tf_keras.initializers.RandomNormal(mean=p["mean"], stddev=p["stddev"])
 
 
-@tf_keras.utils.register_keras_serializable(package="odlite")
-class FPNLiteHead(dense_prediction_heads.RetinaNetHead):
-    """RetinaNet head with the OD API's shared prediction tower and class prior bias."""
+def activation_layer(name: str, layer_name: str | None = None):
+    if name == "relu6":
+        return tf_keras.layers.ReLU(6.0, name=layer_name)
+    if name == "relu":
+        return tf_keras.layers.ReLU(name=layer_name)
+    return tf_keras.layers.Activation("linear", name=layer_name)
 
-    def __init__(
-        self,
-        share_prediction_tower: bool = True,
-        class_prior_bias: float = -4.6,
-        initializer=None,
-        initialize_pointwise: bool = False,
-        initialize_predictors: bool = False,
-        **kwargs,
-    ):
+
+def _make_divisible(value: float, divisor: int = 8) -> int:
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class _OdApiMobileNetLayers:
+    """The layer factory Keras Applications' MobileNetV2 builds with, made to build the OD API's variant."""
+
+    def __init__(self, spec: ModelSpec):
+        self.alpha, self.min_depth, self.params = spec.depth_multiplier, spec.min_depth, spec.backbone_params
+
+    def Conv2D(self, filters, **kwargs):  # noqa: N802 (the Keras layer names the application calls)
+        name = kwargs.get("name", "")
+        if name == "Conv_1":  # the OD API shrinks the last conv with alpha < 1, Keras does not
+            filters = _make_divisible(1280 * self.alpha) if self.alpha < 1.0 else 1280
+        if self.min_depth and filters < self.min_depth and not name.endswith("expand"):
+            filters = self.min_depth
+        kwargs.update(
+            padding="same",
+            kernel_initializer=self.params.new_initializer(),
+            kernel_regularizer=self.params.regularizer(),
+        )
+        return tf_keras.layers.Conv2D(filters, **kwargs)
+
+    def DepthwiseConv2D(self, **kwargs):  # noqa: N802
+        kwargs.update(
+            padding="same",
+            depthwise_initializer=self.params.new_initializer(),
+            depthwise_regularizer=self.params.regularizer(),
+        )
+        return tf_keras.layers.DepthwiseConv2D(**kwargs)
+
+    def BatchNormalization(self, **kwargs):  # noqa: N802
+        return self.params.batch_norm(kwargs.get("name"))
+
+    def ReLU(self, *args, **kwargs):  # noqa: N802
+        return self.params.activation_layer(kwargs.get("name"))
+
+    def ZeroPadding2D(self, **kwargs):  # noqa: N802 (SAME padding replaces Keras' explicit pads)
+        return lambda x: x
+
+    def __getattr__(self, item):
+        return getattr(tf_keras.layers, item)
+
+
+def build_backbone(spec: ModelSpec) -> tf_keras.Model:
+    """MobileNetV2 -> {level: feature map} for the FPN's levels up to 5."""
+    full = tf_keras.applications.MobileNetV2(
+        input_shape=(None, None, 3),
+        alpha=spec.depth_multiplier,
+        include_top=False,
+        weights=None,
+        layers=_OdApiMobileNetLayers(spec),
+    )
+    top = min(spec.max_level, TOP_BACKBONE_LEVEL)
+    outputs = {str(level): full.get_layer(BACKBONE_TAPS[level]).output for level in range(spec.min_level, top + 1)}
+    return tf_keras.Model(full.inputs, outputs, name="mobilenet_v2")
+
+
+def _conv(separable: bool, filters: int, params: ConvParams, strides: int = 1, **kwargs):
+    """A 3x3 conv as the OD API's create_conv_block makes it (initializer on the depthwise kernel only)."""
+    common = dict(padding="same", strides=strides, use_bias=params.conv_bias, **kwargs)
+    if separable:
+        return tf_keras.layers.SeparableConv2D(
+            filters,
+            3,
+            depthwise_initializer=params.new_initializer(),
+            depthwise_regularizer=params.regularizer(),
+            **common,
+        )
+    return tf_keras.layers.Conv2D(
+        filters, 3, kernel_initializer=params.new_initializer(), kernel_regularizer=params.regularizer(), **common
+    )
+
+
+@tf_keras.utils.register_keras_serializable(package="odlite")
+class FPNLiteFeatures(tf_keras.layers.Layer):
+    """The OD API's FPN top-down pathway and the coarse levels above it: taps -> {level: features}."""
+
+    def __init__(self, spec: ModelSpec, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(initializer, dict):
-            initializer = tf_keras.initializers.deserialize(initializer)
-        self._classifier_kwargs["bias_initializer"] = tf_keras.initializers.Constant(class_prior_bias)
-        if initializer is not None:
-            # As the OD API's weight-shared predictor: with separable convs the initializer goes to the
-            # tower's depthwise kernels only; pointwise kernels and the predictors keep Keras' glorot_uniform
-            # unless apply_conv_hyperparams_pointwise / apply_conv_hyperparams_to_heads say otherwise.
-            if self._config_dict["use_separable_conv"]:
-                self._conv_kwargs.update(
-                    depthwise_initializer=initializer,
-                    pointwise_initializer=initializer if initialize_pointwise else "glorot_uniform",
+        self.spec = spec
+        params, depth = spec.extractor, spec.fpn_depth
+        self.top_level = min(spec.max_level, TOP_BACKBONE_LEVEL)
+
+        def projection():
+            return tf_keras.layers.Conv2D(
+                depth,
+                1,
+                padding="same",
+                use_bias=True,
+                kernel_initializer=params.new_initializer(),
+                kernel_regularizer=params.regularizer(),
+            )
+
+        def block(strides):
+            return [_conv(spec.fpn_separable, depth, params, strides), params.batch_norm(), params.activation_layer()]
+
+        self.top_projection = projection()
+        below = range(self.top_level - 1, spec.min_level - 1, -1)  # the OD API's order: top-down
+        self.projections = [projection() for _ in below]
+        self.smoothing = [block(1) for _ in below]
+        self.coarse = [block(2) for _ in range(self.top_level + 1, spec.max_level + 1)]
+        self.upsample = tf_keras.layers.UpSampling2D(2, interpolation="nearest")
+
+    def call(self, taps: dict, training=None):
+        top = self.top_projection(taps[str(self.top_level)])
+        out = {self.top_level: top}
+        above = top
+        for i, level in enumerate(range(self.top_level - 1, self.spec.min_level - 1, -1)):
+            above = self.upsample(above) + self.projections[i](taps[str(level)])
+            for layer in self.smoothing[i]:
+                above = layer(above, training=training)
+            out[level] = above
+        coarse = top
+        for level, layers in zip(range(self.top_level + 1, self.spec.max_level + 1), self.coarse):
+            for layer in layers:
+                coarse = layer(coarse, training=training)
+            out[level] = coarse
+        return {str(level): out[level] for level in sorted(out)}
+
+
+@tf_keras.utils.register_keras_serializable(package="odlite")
+class WeightSharedBoxPredictor(tf_keras.layers.Layer):
+    """The OD API's weight-shared convolutional box predictor: {level: features} -> (scores, boxes, {})."""
+
+    def __init__(self, spec: ModelSpec, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+        params = spec.predictor
+        levels = range(spec.min_level, spec.max_level + 1)
+
+        def tower():
+            # No bias: the tower always has batch norm (apply_batch_norm), whatever its center says.
+            layers = []
+            for _ in range(spec.head_layers):
+                if spec.head_separable:
+                    pointwise = params.new_initializer() if spec.initialize_pointwise else "glorot_uniform"
+                    layers.append(
+                        tf_keras.layers.SeparableConv2D(
+                            spec.head_depth,
+                            3,
+                            padding="same",
+                            use_bias=False,
+                            depthwise_initializer=params.new_initializer(),
+                            depthwise_regularizer=params.regularizer(),
+                            pointwise_initializer=pointwise,
+                            pointwise_regularizer=params.regularizer() if spec.initialize_pointwise else None,
+                        )
+                    )
+                else:
+                    layers.append(
+                        tf_keras.layers.Conv2D(
+                            spec.head_depth,
+                            3,
+                            padding="same",
+                            use_bias=False,
+                            kernel_initializer=params.new_initializer(),
+                            kernel_regularizer=params.regularizer(),
+                        )
+                    )
+            return layers
+
+        def norms():
+            return [[params.batch_norm() for _ in range(spec.head_layers)] for _ in levels]
+
+        def predictor(outputs: int, bias):
+            if not spec.head_separable:
+                return tf_keras.layers.Conv2D(
+                    outputs,
+                    3,
+                    padding="same",
+                    bias_initializer=bias,
+                    kernel_initializer=params.new_initializer(),
+                    kernel_regularizer=params.regularizer(),
                 )
-                chosen = initializer if initialize_predictors else "glorot_uniform"
-                for predictor in (self._classifier_kwargs, self._box_regressor_kwargs):
-                    predictor.update(depthwise_initializer=chosen, pointwise_initializer=chosen)
-            else:
-                for layer_kwargs in (self._conv_kwargs, self._classifier_kwargs, self._box_regressor_kwargs):
-                    layer_kwargs["kernel_initializer"] = initializer
-        self._config_dict.update(
-            share_prediction_tower=share_prediction_tower,
-            class_prior_bias=class_prior_bias,
-            initializer=tf_keras.initializers.serialize(initializer) if initializer is not None else None,
-            initialize_pointwise=initialize_pointwise,
-            initialize_predictors=initialize_predictors,
+            configured = spec.initialize_predictors
+            return tf_keras.layers.SeparableConv2D(
+                outputs,
+                3,
+                padding="same",
+                bias_initializer=bias,
+                depthwise_initializer=params.new_initializer() if configured else "glorot_uniform",
+                pointwise_initializer=params.new_initializer() if configured else "glorot_uniform",
+                depthwise_regularizer=params.regularizer() if configured else None,
+                pointwise_regularizer=params.regularizer() if configured else None,
+            )
+
+        self.box_tower, self.box_tower_norms = tower(), norms()
+        if spec.share_prediction_tower:
+            self.class_tower, self.class_tower_norms = [], []
+        else:
+            self.class_tower, self.class_tower_norms = tower(), norms()
+        self.box_predictor = predictor(spec.num_anchors * 4, "zeros")
+        num_class_slots = spec.num_classes + 1  # the OD API's background column
+        self.class_predictor = predictor(
+            spec.num_anchors * num_class_slots, tf_keras.initializers.Constant(spec.class_prior_bias)
         )
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        if self._config_dict["share_prediction_tower"]:
-            # The box predictor reads the class tower; drop the unused box tower so it holds no weights.
-            self._box_convs, self._box_norms = [], []
+    @staticmethod
+    def _tower(x, convs, norms, training):
+        for conv, norm in zip(convs, norms):
+            x = tf.nn.relu6(norm(conv(x), training=training))  # ReLU6 whatever the config's activation
+        return x
 
-    def call(self, features):
-        if not self._config_dict["share_prediction_tower"]:
-            return super().call(features)
+    def call(self, features: dict, training=None):
         scores, boxes = {}, {}
-        for i, level in enumerate(range(self._config_dict["min_level"], self._config_dict["max_level"] + 1)):
-            tower = self._apply_prediction_tower(features[str(level)], self._cls_convs, self._cls_norms[i])
-            scores[str(level)] = self._classifier(tower)
-            boxes[str(level)] = self._box_regressor(tower)
+        for i, level in enumerate(range(self.spec.min_level, self.spec.max_level + 1)):
+            x = features[str(level)]
+            box_features = self._tower(x, self.box_tower, self.box_tower_norms[i], training)
+            boxes[str(level)] = self.box_predictor(box_features)
+            if self.spec.share_prediction_tower:
+                class_features = box_features
+            else:
+                class_features = self._tower(x, self.class_tower, self.class_tower_norms[i], training)
+            scores[str(level)] = self.class_predictor(class_features)
         return scores, boxes, {}
 
 
-def _reinitialize_kernels(model: tf_keras.Model, description: tuple[str, dict]) -> None:
-    """Give every conv kernel of ``model`` the config's initializer (the OD API's conv_hyperparams)."""
-    for layer in model.submodules:
-        for name in ("kernel", "depthwise_kernel", "pointwise_kernel"):
-            variable = getattr(layer, name, None)
-            if isinstance(variable, tf.Variable) and len(variable.shape) == 4:
-                variable.assign(make_initializer(description)(variable.shape, dtype=variable.dtype))
-
-
-def build_model(spec: ModelSpec) -> tf_keras.Model:
-    """The detector, built and initialised; call it on normalised images of ``spec.input_size``."""
-    config = spec.retinanet_config()
-    input_specs = tf_keras.layers.InputSpec(shape=[None, spec.input_size, spec.input_size, 3])
-    # Keras l2(w) adds w * sum(x^2); the OD API adds 0.5 * weight * sum(x^2).
-    regularizer = tf_keras.regularizers.l2(spec.l2_weight / 2.0) if spec.l2_weight else None
-    backbone = backbone_factory.factory.build_backbone(
-        input_specs=input_specs,
-        backbone_config=config.backbone,
-        norm_activation_config=config.norm_activation,
-        l2_regularizer=regularizer,
-    )
-    decoder = decoder_factory.factory.build_decoder(
-        input_specs=backbone.output_specs, model_config=config, l2_regularizer=regularizer
-    )
-    initializer = make_initializer(spec.initializer)
-    head = FPNLiteHead(
-        share_prediction_tower=spec.share_prediction_tower,
-        class_prior_bias=spec.class_prior_bias,
-        initializer=initializer,
-        initialize_pointwise=spec.initialize_pointwise,
-        initialize_predictors=spec.initialize_predictors,
-        min_level=spec.min_level,
-        max_level=spec.max_level,
-        num_classes=config.num_classes,
-        num_anchors_per_location=len(spec.aspect_ratios) * spec.scales_per_octave,
-        num_convs=spec.head_layers,
-        num_filters=spec.head_depth,
-        use_separable_conv=spec.head_separable,
-        activation=spec.activation,
-        use_sync_bn=False,
-        norm_momentum=spec.batch_norm_decay,
-        norm_epsilon=spec.batch_norm_epsilon,
-        kernel_regularizer=regularizer,
-    )
-    post = dict(config.detection_generator.tflite_post_processing.as_dict())
-    post["input_image_size"] = (spec.input_size, spec.input_size)
-    generator = config.detection_generator
-    detections = detection_generator.MultilevelDetectionGenerator(
+def detection_generator_for(spec: ModelSpec) -> detection_generator.MultilevelDetectionGenerator:
+    """Model Garden's decoder + per-class NMS with the config's post_processing."""
+    return detection_generator.MultilevelDetectionGenerator(
         apply_nms=True,
-        pre_nms_top_k=generator.pre_nms_top_k,
-        pre_nms_score_threshold=generator.pre_nms_score_threshold,
-        nms_iou_threshold=generator.nms_iou_threshold,
-        max_num_detections=generator.max_num_detections,
-        nms_version=generator.nms_version,
-        use_class_agnostic_nms=generator.use_class_agnostic_nms,
-        box_coder_weights=generator.box_coder_weights,
-        tflite_post_processing_config=post,
+        pre_nms_score_threshold=spec.score_threshold,
+        nms_iou_threshold=spec.iou_threshold,
+        max_num_detections=spec.max_detections,
+        nms_version="v2",
+        use_class_agnostic_nms=spec.class_agnostic_nms,
+        box_coder_weights=list(spec.box_coder_weights),
     )
+
+
+def build_model(spec: ModelSpec) -> retinanet_model.RetinaNetModel:
+    """The detector, built and initialised; call it on normalised images of ``spec.input_size``."""
     model = retinanet_model.RetinaNetModel(
-        backbone,
-        decoder,
-        head,
-        detections,
+        build_backbone(spec),
+        FPNLiteFeatures(spec, name="fpn"),
+        WeightSharedBoxPredictor(spec, name="box_predictor"),
+        detection_generator_for(spec),
+        anchor_boxes=spec.anchors(),
         min_level=spec.min_level,
         max_level=spec.max_level,
         num_scales=spec.scales_per_octave,
@@ -248,8 +417,4 @@ def build_model(spec: ModelSpec) -> tf_keras.Model:
         anchor_size=spec.anchor_scale,
     )
     model(tf.zeros([1, spec.input_size, spec.input_size, 3]), training=False)
-    if spec.backbone_initializer is not None:
-        _reinitialize_kernels(backbone, spec.backbone_initializer)
-    if not spec.fpn_separable:  # the OD API's separable FPN convs ignore the initializer (glorot_uniform)
-        _reinitialize_kernels(decoder, spec.fpn_initializer)
     return model

@@ -495,6 +495,8 @@ class _Checker:
             index = count[item.name]
             count[item.name] += 1
             rule = rules.get(item.name)
+            if rule is None and self.written_as_default(field, item):
+                continue  # the OD API's own default changes nothing: exported configs spell them out
             if rule is None:
                 self.add(item.line, item_path, "not supported: " + reason_not_supported(spec.name, item.name))
             elif field.kind == "message":
@@ -519,6 +521,16 @@ class _Checker:
                         self.add(scalar.line, item_path, reason)
         self.check_oneofs(spec, seen, path)
         self.check_missing(node, spec, seen, path)
+
+    @staticmethod
+    def written_as_default(field, item: Field) -> bool:
+        """A single scalar written with its .proto default, as the OD API's exporter writes them all."""
+        if field.kind == "message" or field.repeated or item.message is not None or len(item.scalars) != 1:
+            return False
+        try:
+            return convert(field, item.scalars[0]) == field.default
+        except BadValue:
+            return False
 
     def check_oneofs(self, spec: MessageSpec, seen: dict[str, Field], path: str) -> None:
         for oneof, members in spec.oneofs.items():
@@ -588,6 +600,9 @@ def _cross_checks(config: PipelineConfig) -> list[tuple[str, str]]:
     height, width = value(f"{resizer}.height"), value(f"{resizer}.width")
     if present(resizer) and height is not None and width is not None and height != width:
         out.append((f"{resizer}.width", f"not supported: must equal height ({height}), got {width}"))
+    tower = "model.ssd.box_predictor.weight_shared_convolutional_box_predictor.conv_hyperparams.activation"
+    if present(tower) and value(tower) not in (None, "RELU_6"):
+        out.append((tower, "not supported: only RELU_6 (the OD API's weight-shared tower always applies ReLU6)"))
     matcher = "model.ssd.matcher.argmax_matcher"
     matched, unmatched = value(f"{matcher}.matched_threshold"), value(f"{matcher}.unmatched_threshold")
     if present(matcher) and matched is not None and unmatched is not None and unmatched > matched:

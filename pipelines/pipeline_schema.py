@@ -739,7 +739,7 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "regularizer": REQUIRED,
         "initializer": REQUIRED,
         "activation": Rule(only("RELU_6", "RELU", "NONE")),
-        "batch_norm": OK,
+        "batch_norm": REQUIRED,  # every conv of FPNLite is batch-normalised (the zoo configs all say so)
     },
     "Regularizer": {"l2_regularizer": OK},
     "L2Regularizer": {"weight": Rule(between(0.0))},

@@ -77,16 +77,13 @@ def glob_inputs(patterns: list[str], what: str) -> list[str]:
 def anchor_labeller(spec: TrainSpec):
     """(decoded, augmented example) -> (uint8 image at the input size, anchor targets).
 
-    Model Garden's anchors and AnchorLabeler, as its RetinaNet parser uses them, without the
+    Model Garden's AnchorLabeler on the OD API's anchors, as its RetinaNet parser uses it, without the
     parser's normalisation of the full-size photo: that was a third of the input pipeline's
     cost; the training step normalises the small uint8 batch instead (on a GPU, for free).
     """
     m = spec.model
     size = m.input_size
-    # Built once; levels above the backbone use ceil(size / stride), as the model's features do.
-    anchors = anchor.Anchor(
-        m.min_level, m.max_level, m.scales_per_octave, list(m.aspect_ratios), m.anchor_scale, [size, size]
-    ).multilevel_boxes
+    anchors = m.anchors()  # the OD API's, built once
     labeller = anchor.AnchorLabeler(spec.matched_threshold, spec.unmatched_threshold, list(m.box_coder_weights))
 
     def label(data: dict):
@@ -133,6 +130,8 @@ def detection_losses(spec: TrainSpec, outputs: dict, labels: dict, regularizatio
     num_classes = spec.model.num_classes + 1
     num_positives = tf.reduce_sum(labels["box_weights"]) + 1.0
     cls_true = tf.one_hot(loss_utils.multi_level_flatten(labels["cls_targets"], last_dim=None), num_classes)
+    # encode_background_as_zeros: the background column's target is 0 for every anchor, as in the OD API.
+    cls_true *= tf.one_hot(0, num_classes, on_value=0.0, off_value=1.0)
     cls_pred = loss_utils.multi_level_flatten(outputs["cls_outputs"], last_dim=num_classes)
     focal = focal_loss.FocalLoss(
         alpha=spec.focal_alpha, gamma=spec.focal_gamma, reduction=tf_keras.losses.Reduction.SUM

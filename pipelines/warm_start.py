@@ -1,17 +1,29 @@
-"""Where training starts: ImageNet MobileNetV2 weights, an earlier odlite checkpoint, or nothing.
+"""Where training starts: an OD API checkpoint (the model zoo's, a user's own run), Keras' ImageNet
+MobileNetV2, an odlite checkpoint, or nothing.
 
-``fine_tune_checkpoint_type: "classification"`` takes Keras Applications' MobileNetV2
-weights: a local ``.h5`` file (``mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5``
-and the other alphas), or the word ``imagenet``, which lets Keras fetch it into its
-cache (``~/.keras/models``) when the machine is online. ``"detection"`` takes the
-backbone and FPN of an odlite checkpoint (a model directory or a checkpoint prefix),
-``"full"`` the whole model. An empty ``fine_tune_checkpoint`` trains from scratch,
-and so does ``--from-scratch``; a checkpoint that cannot be found is an error, never a
+``fine_tune_checkpoint_type`` as the OD API defines it:
+
+- ``classification``: the MobileNetV2 backbone, from a Keras Applications ``.h5`` file
+  (``mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5``; the word
+  ``imagenet`` lets Keras fetch it when online), or from any TF2 checkpoint that holds a
+  Keras MobileNetV2 (the zoo configs' ``mobilenet_v2.ckpt-1``, a detection checkpoint);
+- ``detection``: the feature extractor (backbone, FPN and coarse levels: 290 tensors for
+  FPNLite); the box predictor starts fresh, so the number of classes may differ;
+- ``full``: everything, the box predictor too, which needs the same ``num_classes``.
+
+OD API checkpoints are read by variable name (``model/_feature_extractor/...``), so they load
+with or without their object graph; names that a mode does not need (optimizer slots, the
+step counter, a head for other classes) are ignored, and each name it needs must be there
+with this model's shape, else the run stops listing what did not match. The anchors are the
+OD API's own order, so a zoo head's outputs need no reordering. odlite's own checkpoints load
+by object graph. An empty ``fine_tune_checkpoint`` trains from scratch, and so does
+``--from-scratch`` when the checkpoint cannot be had; a missing one is an error, never a
 silent fallback.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import tensorflow as tf
@@ -21,6 +33,162 @@ from pipelines.errors import OdliteError
 from pipelines.experiment import TrainSpec
 
 KERAS_WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"
+FEATURE_EXTRACTOR = "model/_feature_extractor/"
+BACKBONE = FEATURE_EXTRACTOR + "classification_backbone/"
+FPN = FEATURE_EXTRACTOR + "_fpn_features_generator/"
+COARSE = FEATURE_EXTRACTOR + "_coarse_feature_layers/"
+PREDICTOR = "model/_box_predictor/"
+CLASS_HEAD = PREDICTOR + "_prediction_heads/class_predictions_with_background/_class_predictor_layers/0"
+VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
+SHOWN = 25  # unmatched names listed in an error
+
+
+def _short(variable: tf.Variable) -> str:
+    return variable.name.split("/")[-1].split(":")[0]
+
+
+def _names(prefix: str, layer) -> dict[str, tf.Variable]:
+    return {f"{prefix}/{_short(v)}": v for v in layer.weights}
+
+
+def backbone_names(backbone: tf_keras.Model, prefix: str = BACKBONE) -> dict[str, tf.Variable]:
+    """A Keras functional model's checkpoint names: its layers with weights, numbered in order."""
+    names = {}
+    for i, layer in enumerate(layer for layer in backbone.layers if layer.weights):
+        names.update(_names(f"{prefix}layer_with_weights-{i}", layer))
+    return names
+
+
+def feature_extractor_names(model) -> dict[str, tf.Variable]:
+    """OD API name -> variable for backbone, FPN and coarse levels (``SSDMobileNetV2FpnKerasFeatureExtractor``)."""
+    fpn = model.decoder
+    names = backbone_names(model.backbone)
+    names.update(_names(f"{FPN}top_layers/0", fpn.top_projection))
+    for i, (projection, (conv, norm, _)) in enumerate(zip(fpn.projections, fpn.smoothing)):
+        names.update(_names(f"{FPN}residual_blocks/{i}/0", projection))
+        names.update(_names(f"{FPN}conv_layers/{i}/0", conv))
+        names.update(_names(f"{FPN}conv_layers/{i}/1", norm))
+    for i, (conv, norm, _) in enumerate(fpn.coarse):
+        names.update(_names(f"{COARSE}{i}/0", conv))
+        names.update(_names(f"{COARSE}{i}/1", norm))
+    return names
+
+
+def box_predictor_names(model) -> dict[str, tf.Variable]:
+    """OD API name -> variable for ``WeightSharedConvolutionalBoxPredictor``.
+
+    Its tower lists hold [conv, batch norm, activation] per layer, so a level's batch norms
+    sit at 1, 4, 7, ...; the shared convs are saved under ``_head_scope_conv_layers``.
+    """
+    head = model.head
+    if head.spec.share_prediction_tower:
+        towers = [("PredictionTower", "box_encodings", head.box_tower, head.box_tower_norms)]
+    else:
+        towers = [
+            ("BoxPredictionTower", "box_encodings", head.box_tower, head.box_tower_norms),
+            ("ClassPredictionTower", "class_predictions_with_background", head.class_tower, head.class_tower_norms),
+        ]
+    names = {}
+    for scope, key, convs, norms in towers:
+        for j, conv in enumerate(convs):
+            names.update(_names(f"{PREDICTOR}_head_scope_conv_layers/{scope}/{j}", conv))
+        for level, level_norms in enumerate(norms):
+            for j, norm in enumerate(level_norms):
+                names.update(_names(f"{PREDICTOR}_base_tower_layers_for_heads/{key}/{level}/{3 * j + 1}", norm))
+    names.update(_names(f"{PREDICTOR}_box_prediction_head/_box_encoder_layers/0", head.box_predictor))
+    names.update(_names(CLASS_HEAD, head.class_predictor))
+    return names
+
+
+def odapi_names(model, kind: str) -> dict[str, tf.Variable]:
+    """What ``fine_tune_checkpoint_type`` ``kind`` restores from an OD API detection checkpoint."""
+    names = feature_extractor_names(model)
+    if kind == "full":
+        names.update(box_predictor_names(model))
+    return names
+
+
+def mismatches(shapes: dict[str, list[int]], wanted: dict[str, tf.Variable]) -> list[str]:
+    """One line per name that is missing from ``shapes`` or has another shape there."""
+    lines = []
+    for name, variable in wanted.items():
+        ours = variable.shape.as_list()
+        theirs = shapes.get(name + VALUE)
+        if theirs is None:
+            lines.append(f"missing: {name} {ours}")
+        elif list(theirs) != ours:
+            lines.append(f"shape: {name} is {list(theirs)} in the checkpoint, {ours} in this model")
+    return lines
+
+
+def restore_by_name(reader, wanted: dict[str, tf.Variable]) -> int:
+    """Assign each variable the checkpoint tensor of its name (checked beforehand with ``mismatches``)."""
+    for name, variable in wanted.items():
+        variable.assign(tf.cast(reader.get_tensor(name + VALUE), variable.dtype))
+    return len(wanted)
+
+
+def _fail(spec: TrainSpec, checkpoint: str, what: str, lines: list[str], hint: str = "") -> None:
+    shown = "\n  ".join(lines[:SHOWN]) + (f"\n  ... and {len(lines) - SHOWN} more" if len(lines) > SHOWN else "")
+    raise OdliteError.at(
+        spec.config.source,
+        f"{checkpoint} does not fit this model's {what} ({len(lines)} of its tensors unmatched){hint}:\n  {shown}",
+        "train_config.fine_tune_checkpoint",
+    )
+
+
+def _backbone_prefixes(shapes: dict) -> list[str]:
+    """Where a checkpoint keeps Keras functional models: the prefixes of their ``layer_with_weights-0``."""
+    pattern = re.compile(r"^(.*?)layer_with_weights-0/[^/]+" + re.escape(VALUE) + "$")
+    return sorted({m.group(1) for key in shapes if (m := pattern.match(key))})
+
+
+def _restore_backbone(model, spec: TrainSpec, checkpoint: str) -> str:
+    reader = tf.train.load_checkpoint(checkpoint)
+    shapes = reader.get_variable_to_shape_map()
+    candidates = [(mismatches(shapes, backbone_names(model.backbone, p)), p) for p in _backbone_prefixes(shapes)]
+    if not candidates:
+        _fail(spec, checkpoint, "MobileNetV2 backbone", ["no Keras model ('layer_with_weights-0') in the checkpoint"])
+    lines, prefix = min(candidates, key=lambda c: len(c[0]))
+    if lines:
+        _fail(spec, checkpoint, "MobileNetV2 backbone", lines, f" (read under '{prefix}')")
+    count = restore_by_name(reader, backbone_names(model.backbone, prefix))
+    return f"backbone initialised from {checkpoint}: {count} tensors by name under '{prefix}'"
+
+
+def _restore_odapi(model, spec: TrainSpec, checkpoint: str, reader) -> str:
+    kind = spec.fine_tune_checkpoint_type
+    wanted = odapi_names(model, kind)
+    shapes = reader.get_variable_to_shape_map()
+    lines = mismatches(shapes, wanted)
+    if lines:
+        hint = ""
+        theirs = shapes.get(f"{CLASS_HEAD}/bias{VALUE}")
+        if kind == "full" and theirs and theirs[0] != model.head.class_predictor.bias.shape[0]:
+            slots = theirs[0] // spec.model.num_anchors - 1
+            hint = (
+                f"; 'full' needs the checkpoint's num_classes ({slots}, here {spec.model.num_classes}): "
+                "use 'detection' to train a new box predictor"
+            )
+        _fail(spec, checkpoint, "feature extractor" if kind == "detection" else "network", lines, hint)
+    count = restore_by_name(reader, wanted)
+    part = "backbone, FPN and coarse levels; box predictor fresh" if kind == "detection" else "the whole network"
+    return f"initialised {part} from OD API checkpoint {checkpoint}: {count} tensors by name"
+
+
+def _restore_odlite(model, spec: TrainSpec, checkpoint: str) -> str:
+    # Training saves Checkpoint(model=..., optimizer=...); the model tracks its parts as _backbone, _decoder.
+    kind = spec.fine_tune_checkpoint_type
+    parts = {"_backbone": model.backbone, "_decoder": model.decoder} if kind == "detection" else {}
+    target = tf.train.Checkpoint(**parts) if parts else model
+    status = tf.train.Checkpoint(model=target).read(checkpoint)
+    try:
+        status.expect_partial().assert_existing_objects_matched()
+    except AssertionError as exc:
+        raise OdliteError.at(
+            spec.config.source, f"{checkpoint} does not fit this model: {exc}", "train_config.fine_tune_checkpoint"
+        ) from None
+    return f"initialised {'backbone, FPN' if parts else 'the whole model'} from odlite checkpoint {checkpoint}"
 
 
 def keras_mobilenet_v2(weights: str | None, alpha: float) -> tf_keras.Model:
@@ -30,70 +198,72 @@ def keras_mobilenet_v2(weights: str | None, alpha: float) -> tf_keras.Model:
 
 
 def copy_keras_weights(source: tf_keras.Model, backbone: tf_keras.Model) -> int:
-    """Copy Keras Applications' MobileNetV2 into Model Garden's: same layers, same order, other names.
-
-    Both create trainable weights, then moving statistics, in network order; the
-    shapes are checked pair by pair.
-    """
-    pairs = list(zip(source.trainable_weights, backbone.trainable_weights)) + list(
-        zip(source.non_trainable_weights, backbone.non_trainable_weights)
-    )
-    if len(source.weights) != len(backbone.weights):
-        raise OdliteError(
-            f"the MobileNetV2 weights have {len(source.weights)} tensors, the backbone {len(backbone.weights)}"
-        )
-    for theirs, ours in pairs:
-        if theirs.shape != ours.shape:
-            raise OdliteError(f"MobileNetV2 weight {theirs.name} {theirs.shape} does not fit {ours.name} {ours.shape}")
-    for theirs, ours in pairs:
-        ours.assign(theirs)
+    """Keras Applications' MobileNetV2 into odlite's, layer by layer name (the same application builds both)."""
+    lines, pairs = [], []
+    for layer in backbone.layers:
+        if not layer.weights:
+            continue
+        try:
+            theirs = source.get_layer(layer.name).weights
+        except ValueError:
+            lines.append(f"missing: layer {layer.name}")
+            continue
+        for ours, weight in zip(layer.weights, theirs):
+            if ours.shape != weight.shape:
+                lines.append(f"shape: {weight.name} is {weight.shape.as_list()}, {ours.shape.as_list()} in this model")
+            pairs.append((ours, weight))
+    if lines:
+        raise OdliteError("the MobileNetV2 weights do not fit the backbone:\n  " + "\n  ".join(lines[:SHOWN]))
+    for ours, weight in pairs:
+        ours.assign(weight)
     return len(pairs)
 
 
-def _odlite_checkpoint(path: str) -> str | None:
+def _checkpoint_prefix(path: str) -> str | None:
     candidate = Path(path)
     if candidate.is_dir():
         return tf.train.latest_checkpoint(str(candidate))
     return path if tf.io.gfile.exists(f"{path}.index") else None
 
 
+def _keras_weights(model, spec: TrainSpec, source: str, from_scratch: bool) -> str:
+    alpha = spec.model.depth_multiplier
+    if source == "imagenet":
+        try:
+            weights = keras_mobilenet_v2("imagenet", alpha)
+        except Exception as exc:  # offline: Keras' download fails
+            return _missing(spec, f"ImageNet weights could not be downloaded ({exc.__class__.__name__})", from_scratch)
+    else:
+        try:
+            weights = keras_mobilenet_v2(source, alpha)
+        except (OSError, ValueError) as exc:
+            raise OdliteError.at(source, f"not Keras MobileNetV2 (alpha {alpha}) no-top weights: {exc}") from None
+    count = copy_keras_weights(weights, model.backbone)
+    return f"backbone initialised from ImageNet MobileNetV2 weights ({count} tensors) in {source}"
+
+
 def warm_start(model, spec: TrainSpec, from_scratch: bool) -> str:
-    """Initialise ``model`` as the config says; returns a line saying what was done."""
+    """Initialise ``model`` as the config says; returns a line saying what was restored, and from where."""
     source, kind = spec.fine_tune_checkpoint, spec.fine_tune_checkpoint_type
     if not source:
         return "training from scratch: fine_tune_checkpoint is empty in the config"
-    where = "train_config.fine_tune_checkpoint"
-    if kind == "classification":
-        alpha = spec.model.depth_multiplier
-        if source == "imagenet":
-            try:
-                weights = keras_mobilenet_v2("imagenet", alpha)
-            except Exception as exc:  # offline: Keras' download fails
-                return _missing(
-                    spec, f"ImageNet weights could not be downloaded ({exc.__class__.__name__})", from_scratch
-                )
-        elif Path(source).is_file():
-            try:
-                weights = keras_mobilenet_v2(source, alpha)
-            except (OSError, ValueError) as exc:
-                raise OdliteError.at(source, f"not Keras MobileNetV2 (alpha {alpha}) no-top weights: {exc}") from None
-        else:
+    if kind == "classification" and (source == "imagenet" or source.endswith(".h5")):
+        if source != "imagenet" and not Path(source).is_file():
+            alpha = spec.model.depth_multiplier
             expected = KERAS_WEIGHTS.format(alpha=f"{alpha:.2f}".rstrip("0").rstrip(".") if alpha != 1 else "1.0")
             return _missing(spec, f"'{source}' not found (expected a Keras file like {expected})", from_scratch)
-        count = copy_keras_weights(weights, model.backbone)
-        return f"backbone initialised from ImageNet MobileNetV2 weights ({count} tensors) in {source}"
-    checkpoint = _odlite_checkpoint(source)
+        return _keras_weights(model, spec, source, from_scratch)
+    checkpoint = _checkpoint_prefix(source)
     if checkpoint is None:
-        return _missing(spec, f"no checkpoint at '{source}'", from_scratch)
-    # Training saves Checkpoint(model=..., optimizer=...); the model tracks its parts as _backbone, _decoder.
-    parts = {"_backbone": model.backbone, "_decoder": model.decoder} if kind == "detection" else {}
-    target = tf.train.Checkpoint(**parts) if parts else model
-    status = tf.train.Checkpoint(model=target).read(checkpoint)
-    try:
-        status.expect_partial().assert_existing_objects_matched()
-    except AssertionError as exc:
-        raise OdliteError.at(spec.config.source, f"{checkpoint} does not fit this model: {exc}", where) from None
-    return f"initialised {'backbone, FPN' if parts else 'the whole model'} from {checkpoint}"
+        return _missing(
+            spec, f"no checkpoint at '{source}' (a TF2 checkpoint prefix such as .../checkpoint/ckpt-0)", from_scratch
+        )
+    if kind == "classification":
+        return _restore_backbone(model, spec, checkpoint)
+    reader = tf.train.load_checkpoint(checkpoint)
+    if any(key.startswith(FEATURE_EXTRACTOR) for key in reader.get_variable_to_shape_map()):
+        return _restore_odapi(model, spec, checkpoint, reader)
+    return _restore_odlite(model, spec, checkpoint)
 
 
 def _missing(spec: TrainSpec, reason: str, from_scratch: bool) -> str:
