@@ -77,7 +77,11 @@ def test_every_zoo_setting_reaches_the_model(tiny_config):
     assert (m.num_classes, m.input_size, m.min_level, m.max_level) == (90, 320, 3, 7)
     assert (m.fpn_depth, m.head_depth, m.head_layers, m.share_prediction_tower) == (128, 128, 4, True)
     assert (m.anchor_scale, m.aspect_ratios, m.scales_per_octave) == (4.0, [1.0, 2.0, 0.5], 2)
-    assert (m.batch_norm_decay, m.batch_norm_epsilon, m.l2_weight, m.activation) == (0.997, 0.001, 4e-5, "relu6")
+    for params in (m.extractor, m.predictor):
+        assert (params.batch_norm_decay, params.batch_norm_epsilon, params.l2_weight) == (0.997, 0.001, 4e-5)
+        assert (params.activation, params.batch_norm_scale, params.batch_norm_center) == ("relu6", True, True)
+        assert params.initializer == ("random_normal", {"mean": 0.0, "stddev": 0.01})
+    assert (m.min_depth, m.depth_multiplier, m.override_backbone_hyperparams, m.fpn_separable) == (16, 1.0, True, True)
     assert m.box_coder_weights == [10.0, 10.0, 5.0, 5.0] and m.iou_threshold == 0.6
     assert (spec.focal_alpha, spec.focal_gamma, spec.batch_size, spec.num_steps) == (0.25, 2.0, 128, 50000)
     assert [name for name, _ in spec.augmentations] == ["random_horizontal_flip", "random_crop_image"]
@@ -129,6 +133,19 @@ def test_shared_tower_model_has_one_tower():
     assert shared.head.class_tower == [] and len(separate.head.class_tower) == 4
     assert separate.count_params() > shared.count_params()
     assert np.allclose(shared.head.class_predictor.bias.numpy(), -4.6)
+
+
+def test_depth_multiplier_and_min_depth_shape_the_backbone_as_the_od_api_does():
+    from pipelines.model import ModelSpec, build_backbone
+
+    def filters(**settings):
+        backbone = build_backbone(ModelSpec(num_classes=2, input_size=128, **settings))
+        return {name: backbone.get_layer(name).filters for name in ("Conv1", "block_1_project", "Conv_1")}
+
+    assert filters() == {"Conv1": 32, "block_1_project": 24, "Conv_1": 1280}
+    # Keras keeps Conv_1 at 1280 below alpha 1; the OD API shrinks it, and lifts small layers to min_depth.
+    assert filters(depth_multiplier=0.35, min_depth=16) == {"Conv1": 16, "block_1_project": 16, "Conv_1": 448}
+    assert filters(depth_multiplier=0.35, min_depth=1) == {"Conv1": 16, "block_1_project": 8, "Conv_1": 448}
 
 
 def test_imagenet_weights_map_onto_the_backbone(tiny_config, tmp_path):
