@@ -229,15 +229,18 @@ def build_backbone(spec: ModelSpec) -> tf_keras.Model:
     return tf_keras.Model(full.inputs, outputs, name="mobilenet_v2")
 
 
-def _conv(separable: bool, filters: int, params: ConvParams, strides: int = 1, **kwargs):
-    """A 3x3 conv as the OD API's create_conv_block makes it (initializer on the depthwise kernel only)."""
-    common = dict(padding="same", strides=strides, use_bias=params.conv_bias, **kwargs)
+def _conv(separable: bool, filters: int, params: ConvParams, strides: int = 1, use_bias=None, pointwise: bool = False):
+    """A 3x3 conv as the OD API makes it: with separable convs the initializer and L2 reach the
+    depthwise kernel, and the pointwise one only when ``pointwise`` (apply_conv_hyperparams_pointwise)."""
+    common = dict(padding="same", strides=strides, use_bias=params.conv_bias if use_bias is None else use_bias)
     if separable:
         return tf_keras.layers.SeparableConv2D(
             filters,
             3,
             depthwise_initializer=params.new_initializer(),
             depthwise_regularizer=params.regularizer(),
+            pointwise_initializer=params.new_initializer() if pointwise else "glorot_uniform",
+            pointwise_regularizer=params.regularizer() if pointwise else None,
             **common,
         )
     return tf_keras.layers.Conv2D(
@@ -304,34 +307,10 @@ class WeightSharedBoxPredictor(tf_keras.layers.Layer):
 
         def tower():
             # No bias: the tower always has batch norm (apply_batch_norm), whatever its center says.
-            layers = []
-            for _ in range(spec.head_layers):
-                if spec.head_separable:
-                    pointwise = params.new_initializer() if spec.initialize_pointwise else "glorot_uniform"
-                    layers.append(
-                        tf_keras.layers.SeparableConv2D(
-                            spec.head_depth,
-                            3,
-                            padding="same",
-                            use_bias=False,
-                            depthwise_initializer=params.new_initializer(),
-                            depthwise_regularizer=params.regularizer(),
-                            pointwise_initializer=pointwise,
-                            pointwise_regularizer=params.regularizer() if spec.initialize_pointwise else None,
-                        )
-                    )
-                else:
-                    layers.append(
-                        tf_keras.layers.Conv2D(
-                            spec.head_depth,
-                            3,
-                            padding="same",
-                            use_bias=False,
-                            kernel_initializer=params.new_initializer(),
-                            kernel_regularizer=params.regularizer(),
-                        )
-                    )
-            return layers
+            return [
+                _conv(spec.head_separable, spec.head_depth, params, use_bias=False, pointwise=spec.initialize_pointwise)
+                for _ in range(spec.head_layers)
+            ]
 
         def norms():
             return [[params.batch_norm() for _ in range(spec.head_layers)] for _ in levels]
