@@ -248,7 +248,6 @@ def _conv(separable: bool, filters: int, params: ConvParams, strides: int = 1, u
     )
 
 
-@tf_keras.utils.register_keras_serializable(package="odlite")
 class FPNLiteFeatures(tf_keras.layers.Layer):
     """The OD API's FPN top-down pathway and the coarse levels above it: taps -> {level: features}."""
 
@@ -295,7 +294,6 @@ class FPNLiteFeatures(tf_keras.layers.Layer):
         return {str(level): out[level] for level in sorted(out)}
 
 
-@tf_keras.utils.register_keras_serializable(package="odlite")
 class WeightSharedBoxPredictor(tf_keras.layers.Layer):
     """The OD API's weight-shared convolutional box predictor: {level: features} -> (scores, boxes, {})."""
 
