@@ -116,6 +116,7 @@ def model_spec(config: PipelineConfig) -> ModelSpec:
         iou_threshold=float(nms["iou_threshold"]),
         max_detections=int(nms["max_total_detections"]),
         class_agnostic_nms=bool(nms["use_class_agnostic_nms"]),
+        freeze_batchnorm=bool(config.get(f"{ssd}.freeze_batchnorm")),
     )
 
 

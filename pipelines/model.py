@@ -54,6 +54,18 @@ def normalize_pixels(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
+class FreezableBatchNorm(tf_keras.layers.BatchNormalization):
+    """Batch norm that ``freeze_batchnorm`` keeps in inference mode while training, as the OD API's:
+    the moving statistics stay as loaded (say, from a zoo checkpoint); gamma and beta still train."""
+
+    def __init__(self, frozen: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.frozen = frozen
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=False if self.frozen else training)
+
+
 @dataclass
 class ConvParams:
     """One ``conv_hyperparams`` block: initializer, L2 weight, activation and batch norm of its convs."""
@@ -78,8 +90,9 @@ class ConvParams:
         """The OD API gives a conv a bias only when its batch norm has no beta."""
         return not self.batch_norm_center
 
-    def batch_norm(self, name: str | None = None):
-        return tf_keras.layers.BatchNormalization(
+    def batch_norm(self, frozen: bool, name: str | None = None):
+        return FreezableBatchNorm(
+            frozen=frozen,
             momentum=self.batch_norm_decay,
             epsilon=self.batch_norm_epsilon,
             center=self.batch_norm_center,
@@ -129,6 +142,7 @@ class ModelSpec:
     iou_threshold: float = 0.6
     max_detections: int = 100
     class_agnostic_nms: bool = False
+    freeze_batchnorm: bool = False
 
     @property
     def num_anchors(self) -> int:
@@ -180,6 +194,7 @@ class _OdApiMobileNetLayers:
 
     def __init__(self, spec: ModelSpec):
         self.alpha, self.min_depth, self.params = spec.depth_multiplier, spec.min_depth, spec.backbone_params
+        self.frozen = spec.freeze_batchnorm
 
     def Conv2D(self, filters, **kwargs):  # noqa: N802 (the Keras layer names the application calls)
         name = kwargs.get("name", "")
@@ -203,7 +218,7 @@ class _OdApiMobileNetLayers:
         return tf_keras.layers.DepthwiseConv2D(**kwargs)
 
     def BatchNormalization(self, **kwargs):  # noqa: N802
-        return self.params.batch_norm(kwargs.get("name"))
+        return self.params.batch_norm(self.frozen, kwargs.get("name"))
 
     def ReLU(self, *args, **kwargs):  # noqa: N802
         return self.params.activation_layer(kwargs.get("name"))
@@ -268,7 +283,8 @@ class FPNLiteFeatures(tf_keras.layers.Layer):
             )
 
         def block(strides):
-            return [_conv(spec.fpn_separable, depth, params, strides), params.batch_norm(), params.activation_layer()]
+            conv = _conv(spec.fpn_separable, depth, params, strides)
+            return [conv, params.batch_norm(spec.freeze_batchnorm), params.activation_layer()]
 
         self.top_projection = projection()
         below = range(self.top_level - 1, spec.min_level - 1, -1)  # the OD API's order: top-down
@@ -311,7 +327,7 @@ class WeightSharedBoxPredictor(tf_keras.layers.Layer):
             ]
 
         def norms():
-            return [[params.batch_norm() for _ in range(spec.head_layers)] for _ in levels]
+            return [[params.batch_norm(spec.freeze_batchnorm) for _ in range(spec.head_layers)] for _ in levels]
 
         def predictor(outputs: int, bias):
             if not spec.head_separable:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,6 +147,29 @@ def test_depth_multiplier_and_min_depth_shape_the_backbone_as_the_od_api_does():
     # Keras keeps Conv_1 at 1280 below alpha 1; the OD API shrinks it, and lifts small layers to min_depth.
     assert filters(depth_multiplier=0.35, min_depth=16) == {"Conv1": 16, "block_1_project": 16, "Conv_1": 448}
     assert filters(depth_multiplier=0.35, min_depth=1) == {"Conv1": 16, "block_1_project": 8, "Conv_1": 448}
+
+
+def test_freeze_batchnorm_keeps_every_batch_norm_in_inference_mode(tiny_config, tmp_path):
+    from pipelines.model import FreezableBatchNorm, build_model
+
+    config = patched_config(tmp_path / "frozen.config", Path("unused"), **{"model.ssd.freeze_batchnorm": "true"})
+    assert load_train_spec(config).model.freeze_batchnorm and not load_train_spec(tiny_config).model.freeze_batchnorm
+    x = tf.random.uniform([2, 128, 128, 3], -1, 1)
+    for frozen in (True, False):
+        spec = load_train_spec(config if frozen else tiny_config).model
+        spec.input_size = 128
+        model = build_model(spec)
+        norms = [layer for layer in model.submodules if isinstance(layer, tf_keras.layers.BatchNormalization)]
+        assert len(norms) == 52 + 4 + 20 and all(isinstance(n, FreezableBatchNorm) for n in norms)
+        before = [n.moving_mean.numpy().copy() for n in norms]
+        training = model(x, training=True)["cls_outputs"]["3"]
+        moved = sum(not np.array_equal(b, n.moving_mean.numpy()) for b, n in zip(before, norms))
+        if frozen:  # no statistic moved, and training computes what inference computes
+            inference = model.head(model.decoder(model.backbone(x, training=False), training=False), training=False)
+            assert moved == 0
+            np.testing.assert_allclose(training.numpy(), inference[0]["3"].numpy(), atol=1e-5)
+        else:
+            assert moved == len(norms)
 
 
 def test_imagenet_weights_map_onto_the_backbone(tiny_config, tmp_path):

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
+from conftest import LABEL_MAP, TOOTH_CONFIG
 
 from pipelines.errors import OdliteError
 from pipelines.experiment import load_train_spec
 from pipelines.pipeline_config import load_pipeline_config, patch_config
-from tests.conftest import LABEL_MAP, TOOTH_CONFIG
 
 ZOO_DIR = Path(__file__).resolve().parent / "data" / "zoo_ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8"
 ZOO_INDEX = ZOO_DIR / "checkpoint" / "ckpt-0"
