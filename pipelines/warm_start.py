@@ -121,10 +121,19 @@ def mismatches(shapes: dict[str, list[int]], wanted: dict[str, tf.Variable]) -> 
     return lines
 
 
-def restore_by_name(reader, wanted: dict[str, tf.Variable]) -> int:
+def restore_by_name(reader, wanted: dict[str, tf.Variable], spec: TrainSpec, checkpoint: str) -> int:
     """Assign each variable the checkpoint tensor of its name (checked beforehand with ``mismatches``)."""
     for name, variable in wanted.items():
-        variable.assign(tf.cast(reader.get_tensor(name + VALUE), variable.dtype))
+        try:
+            value = reader.get_tensor(name + VALUE)
+        except (tf.errors.OpError, ValueError) as exc:  # the index is there, the values are not
+            message = getattr(exc, "message", str(exc)).splitlines()[0]
+            raise OdliteError.at(
+                spec.config.source,
+                f"{checkpoint}: cannot read {name} ({message}); is its .data-00000-of-00001 file complete?",
+                "train_config.fine_tune_checkpoint",
+            ) from None
+        variable.assign(tf.cast(value, variable.dtype))
     return len(wanted)
 
 
@@ -152,7 +161,7 @@ def _restore_backbone(model, spec: TrainSpec, checkpoint: str) -> str:
     lines, prefix = min(candidates, key=lambda c: len(c[0]))
     if lines:
         _fail(spec, checkpoint, "MobileNetV2 backbone", lines, f" (read under '{prefix}')")
-    count = restore_by_name(reader, backbone_names(model.backbone, prefix))
+    count = restore_by_name(reader, backbone_names(model.backbone, prefix), spec, checkpoint)
     return f"backbone initialised from {checkpoint}: {count} tensors by name under '{prefix}'"
 
 
@@ -171,7 +180,7 @@ def _restore_odapi(model, spec: TrainSpec, checkpoint: str, reader) -> str:
                 "use 'detection' to train a new box predictor"
             )
         _fail(spec, checkpoint, "feature extractor" if kind == "detection" else "network", lines, hint)
-    count = restore_by_name(reader, wanted)
+    count = restore_by_name(reader, wanted, spec, checkpoint)
     part = "backbone, FPN and coarse levels; box predictor fresh" if kind == "detection" else "the whole network"
     return f"initialised {part} from OD API checkpoint {checkpoint}: {count} tensors by name"
 

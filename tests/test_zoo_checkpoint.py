@@ -219,6 +219,12 @@ def test_a_missing_tensor_is_named_with_its_shape(zoo_tensors, tmp_path):
     assert f"{tmp_path / 'detection-0.config'}:train_config.fine_tune_checkpoint:" in message
 
 
+def test_the_genuine_index_fits_and_missing_values_fail_clearly(tmp_path):
+    """The real zoo index passes the name and shape check; its values are not in this repository."""
+    with pytest.raises(OdliteError, match=r"ckpt-0: cannot read model/_feature_extractor/.*data-00000-of-00001"):
+        restore(config_for(tmp_path, TOOTH_CONFIG, str(ZOO_INDEX), "detection"))
+
+
 def test_a_checkpoint_of_another_architecture_is_refused_by_name_and_shape(zoo_tensors, tmp_path):
     # Model Garden's FPN, as odlite built it before: the top level read the 320-channel map.
     top = "model/_feature_extractor/_fpn_features_generator/top_layers/0/kernel"
