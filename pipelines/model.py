@@ -85,6 +85,10 @@ class ConvParams:
         # Keras l2(w) adds w * sum(x^2); the OD API adds 0.5 * weight * sum(x^2).
         return tf_keras.regularizers.l2(self.l2_weight / 2.0) if self.l2_weight else None
 
+    def kernel_args(self) -> dict:
+        """Initializer and L2 of a plain conv's kernel."""
+        return {"kernel_initializer": self.new_initializer(), "kernel_regularizer": self.regularizer()}
+
     @property
     def conv_bias(self) -> bool:
         """The OD API gives a conv a bias only when its batch norm has no beta."""
@@ -202,11 +206,7 @@ class _OdApiMobileNetLayers:
             filters = _make_divisible(1280 * self.alpha) if self.alpha < 1.0 else 1280
         if self.min_depth and filters < self.min_depth and not name.endswith("expand"):
             filters = self.min_depth
-        kwargs.update(
-            padding="same",
-            kernel_initializer=self.params.new_initializer(),
-            kernel_regularizer=self.params.regularizer(),
-        )
+        kwargs.update(padding="same", **self.params.kernel_args())
         return tf_keras.layers.Conv2D(filters, **kwargs)
 
     def DepthwiseConv2D(self, **kwargs):  # noqa: N802
@@ -258,9 +258,7 @@ def _conv(separable: bool, filters: int, params: ConvParams, strides: int = 1, u
             pointwise_regularizer=params.regularizer() if pointwise else None,
             **common,
         )
-    return tf_keras.layers.Conv2D(
-        filters, 3, kernel_initializer=params.new_initializer(), kernel_regularizer=params.regularizer(), **common
-    )
+    return tf_keras.layers.Conv2D(filters, 3, **params.kernel_args(), **common)
 
 
 class FPNLiteFeatures(tf_keras.layers.Layer):
@@ -273,14 +271,7 @@ class FPNLiteFeatures(tf_keras.layers.Layer):
         self.top_level = min(spec.max_level, TOP_BACKBONE_LEVEL)
 
         def projection():
-            return tf_keras.layers.Conv2D(
-                depth,
-                1,
-                padding="same",
-                use_bias=True,
-                kernel_initializer=params.new_initializer(),
-                kernel_regularizer=params.regularizer(),
-            )
+            return tf_keras.layers.Conv2D(depth, 1, padding="same", use_bias=True, **params.kernel_args())
 
         def block(strides):
             conv = _conv(spec.fpn_separable, depth, params, strides)
@@ -331,14 +322,7 @@ class WeightSharedBoxPredictor(tf_keras.layers.Layer):
 
         def predictor(outputs: int, bias):
             if not spec.head_separable:
-                return tf_keras.layers.Conv2D(
-                    outputs,
-                    3,
-                    padding="same",
-                    bias_initializer=bias,
-                    kernel_initializer=params.new_initializer(),
-                    kernel_regularizer=params.regularizer(),
-                )
+                return tf_keras.layers.Conv2D(outputs, 3, padding="same", bias_initializer=bias, **params.kernel_args())
             configured = spec.initialize_predictors
             return tf_keras.layers.SeparableConv2D(
                 outputs,
