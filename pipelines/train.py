@@ -1,8 +1,9 @@
 """The training stage: pipeline.config + TFRecords -> checkpoints in a model directory.
 
-A plain tf.function loop around Model Garden's model, anchor labeler and focal loss,
-rather than Orbit, so that it can show a progress bar, write the scalars users look
-for, save on Ctrl-C and resume from the latest checkpoint by itself. The loss is the
+A plain tf.function loop around odlite's network (the OD API's, model.py) and Model
+Garden's anchor labeler and focal loss, rather than Orbit, so that it can show a
+progress bar, write the scalars users look for, save on Ctrl-C and resume from the
+latest checkpoint by itself. The loss is the
 OD API's: focal classification loss and smooth-L1 box loss on faster-rcnn encoded
 boxes, normalised by the number of matched anchors, with the config's
 classification and localization weights (Model Garden has no such weights).
