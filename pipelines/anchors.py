@@ -18,10 +18,6 @@ import math
 import numpy as np
 
 
-def anchors_per_location(aspect_ratios, scales_per_octave: int) -> int:
-    return len(aspect_ratios) * scales_per_octave
-
-
 def multilevel_anchors(
     min_level: int,
     max_level: int,

@@ -81,11 +81,10 @@ class DetectorModule(tf.Module):
         spec, model = self.spec, self.model
         features = model.decoder(model.backbone(normalize_pixels(images), training=False), training=False)
         raw_scores, raw_boxes, _ = model.head(features, training=False)
-        anchors_per_location = spec.num_anchors
         foreground = {}
         for level, scores in raw_scores.items():
             shape = tf.shape(scores)
-            per_anchor = tf.reshape(scores, [shape[0], shape[1], shape[2], anchors_per_location, -1])
+            per_anchor = tf.reshape(scores, [shape[0], shape[1], shape[2], spec.num_anchors, -1])
             foreground[level] = tf.reshape(per_anchor[..., 1:], [shape[0], shape[1], shape[2], -1])
         anchors = spec.anchors()
         post = detection_generator.MultilevelDetectionGenerator(

@@ -36,7 +36,7 @@ import tf_keras
 from official.vision.modeling import retinanet_model
 from official.vision.modeling.layers import detection_generator
 
-from pipelines.anchors import anchors_per_location, multilevel_anchors
+from pipelines.anchors import multilevel_anchors
 
 # block_5_add (32 channels, stride 8), block_12_add (96, stride 16), out_relu (1280, stride 32).
 BACKBONE_TAPS = {3: "block_5_add", 4: "block_12_add", 5: "out_relu"}
@@ -105,7 +105,11 @@ class ConvParams:
         )
 
     def activation_layer(self, name: str | None = None):
-        return activation_layer(self.activation, name)
+        if self.activation == "relu6":
+            return tf_keras.layers.ReLU(6.0, name=name)
+        if self.activation == "relu":
+            return tf_keras.layers.ReLU(name=name)
+        return tf_keras.layers.Activation("linear", name=name)
 
 
 # The OD API's MobileNetV2 when the config does not override its hyperparameters.
@@ -150,7 +154,7 @@ class ModelSpec:
 
     @property
     def num_anchors(self) -> int:
-        return anchors_per_location(self.aspect_ratios, self.scales_per_octave)
+        return len(self.aspect_ratios) * self.scales_per_octave
 
     @property
     def backbone_params(self) -> ConvParams:
@@ -178,14 +182,6 @@ def make_initializer(description: tuple[str, dict]):
     if kind == "truncated_normal":
         return tf_keras.initializers.TruncatedNormal(mean=p["mean"], stddev=p["stddev"])
     return tf_keras.initializers.RandomNormal(mean=p["mean"], stddev=p["stddev"])
-
-
-def activation_layer(name: str, layer_name: str | None = None):
-    if name == "relu6":
-        return tf_keras.layers.ReLU(6.0, name=layer_name)
-    if name == "relu":
-        return tf_keras.layers.ReLU(name=layer_name)
-    return tf_keras.layers.Activation("linear", name=layer_name)
 
 
 def _make_divisible(value: float, divisor: int = 8) -> int:
@@ -278,9 +274,9 @@ class FPNLiteFeatures(tf_keras.layers.Layer):
             return [conv, params.batch_norm(spec.freeze_batchnorm), params.activation_layer()]
 
         self.top_projection = projection()
-        below = range(self.top_level - 1, spec.min_level - 1, -1)  # the OD API's order: top-down
-        self.projections = [projection() for _ in below]
-        self.smoothing = [block(1) for _ in below]
+        self.lower_levels = list(range(self.top_level - 1, spec.min_level - 1, -1))  # the OD API's order: top-down
+        self.projections = [projection() for _ in self.lower_levels]
+        self.smoothing = [block(1) for _ in self.lower_levels]
         self.coarse = [block(2) for _ in range(self.top_level + 1, spec.max_level + 1)]
         self.upsample = tf_keras.layers.UpSampling2D(2, interpolation="nearest")
 
@@ -288,7 +284,7 @@ class FPNLiteFeatures(tf_keras.layers.Layer):
         top = self.top_projection(taps[str(self.top_level)])
         out = {self.top_level: top}
         above = top
-        for i, level in enumerate(range(self.top_level - 1, self.spec.min_level - 1, -1)):
+        for i, level in enumerate(self.lower_levels):
             above = self.upsample(above) + self.projections[i](taps[str(level)])
             for layer in self.smoothing[i]:
                 above = layer(above, training=training)

@@ -152,23 +152,37 @@ def _backbone_prefixes(shapes: dict) -> list[str]:
     return sorted({m.group(1) for key in shapes if (m := pattern.match(key))})
 
 
-def _restore_backbone(model, spec: TrainSpec, checkpoint: str) -> str:
-    reader = tf.train.load_checkpoint(checkpoint)
-    shapes = reader.get_variable_to_shape_map()
-    candidates = [(mismatches(shapes, backbone_names(model.backbone, p)), p) for p in _backbone_prefixes(shapes)]
+def _open_checkpoint(spec: TrainSpec, checkpoint: str):
+    """The checkpoint's reader and {name: shape}; an unreadable index is the config's error, not a trace."""
+    try:
+        reader = tf.train.load_checkpoint(checkpoint)
+    except (tf.errors.OpError, ValueError) as exc:
+        message = getattr(exc, "message", str(exc)).splitlines()[0]
+        raise OdliteError.at(
+            spec.config.source,
+            f"{checkpoint} is not a readable TF2 checkpoint ({message})",
+            "train_config.fine_tune_checkpoint",
+        ) from None
+    return reader, reader.get_variable_to_shape_map()
+
+
+def _restore_backbone(model, spec: TrainSpec, checkpoint: str, reader, shapes: dict) -> str:
+    candidates = []
+    for prefix in _backbone_prefixes(shapes):
+        wanted = backbone_names(model.backbone, prefix)
+        candidates.append((mismatches(shapes, wanted), prefix, wanted))
     if not candidates:
         _fail(spec, checkpoint, "MobileNetV2 backbone", ["no Keras model ('layer_with_weights-0') in the checkpoint"])
-    lines, prefix = min(candidates, key=lambda c: len(c[0]))
+    lines, prefix, wanted = min(candidates, key=lambda c: len(c[0]))
     if lines:
         _fail(spec, checkpoint, "MobileNetV2 backbone", lines, f" (read under '{prefix}')")
-    count = restore_by_name(reader, backbone_names(model.backbone, prefix), spec, checkpoint)
+    count = restore_by_name(reader, wanted, spec, checkpoint)
     return f"backbone initialised from {checkpoint}: {count} tensors by name under '{prefix}'"
 
 
-def _restore_odapi(model, spec: TrainSpec, checkpoint: str, reader) -> str:
+def _restore_odapi(model, spec: TrainSpec, checkpoint: str, reader, shapes: dict) -> str:
     kind = spec.fine_tune_checkpoint_type
     wanted = odapi_names(model, kind)
-    shapes = reader.get_variable_to_shape_map()
     lines = mismatches(shapes, wanted)
     if lines:
         hint = ""
@@ -267,11 +281,11 @@ def warm_start(model, spec: TrainSpec, from_scratch: bool) -> str:
         return _missing(
             spec, f"no checkpoint at '{source}' (a TF2 checkpoint prefix such as .../checkpoint/ckpt-0)", from_scratch
         )
+    reader, shapes = _open_checkpoint(spec, checkpoint)
     if kind == "classification":
-        return _restore_backbone(model, spec, checkpoint)
-    reader = tf.train.load_checkpoint(checkpoint)
-    if any(key.startswith(FEATURE_EXTRACTOR) for key in reader.get_variable_to_shape_map()):
-        return _restore_odapi(model, spec, checkpoint, reader)
+        return _restore_backbone(model, spec, checkpoint, reader, shapes)
+    if any(key.startswith(FEATURE_EXTRACTOR) for key in shapes):
+        return _restore_odapi(model, spec, checkpoint, reader, shapes)
     return _restore_odlite(model, spec, checkpoint)
 
 

@@ -225,6 +225,16 @@ def test_the_genuine_index_fits_and_missing_values_fail_clearly(tmp_path):
         restore(config_for(tmp_path, TOOTH_CONFIG, str(ZOO_INDEX), "detection"))
 
 
+def test_an_unreadable_checkpoint_fails_clearly(tmp_path):
+    broken = tmp_path / "broken" / "ckpt-0"
+    broken.parent.mkdir()
+    broken.with_name("ckpt-0.index").write_bytes(b"not a checkpoint index")
+    with pytest.raises(
+        OdliteError, match=r"train_config.fine_tune_checkpoint: .*ckpt-0 is not a readable TF2 checkpoint"
+    ):
+        restore(config_for(tmp_path, TOOTH_CONFIG, str(broken), "detection"))
+
+
 def test_a_checkpoint_of_another_architecture_is_refused_by_name_and_shape(zoo_tensors, tmp_path):
     # Model Garden's FPN, as odlite built it before: the top level read the 320-channel map.
     top = "model/_feature_extractor/_fpn_features_generator/top_layers/0/kernel"
