@@ -127,22 +127,26 @@ def restore_by_name(reader, wanted: dict[str, tf.Variable], spec: TrainSpec, che
         try:
             value = reader.get_tensor(name + VALUE)
         except (tf.errors.OpError, ValueError) as exc:  # the index is there, the values are not
-            message = getattr(exc, "message", str(exc)).splitlines()[0]
-            raise OdliteError.at(
-                spec.config.source,
-                f"{checkpoint}: cannot read {name} ({message}); is its .data-00000-of-00001 file complete?",
-                "train_config.fine_tune_checkpoint",
+            raise _checkpoint_error(
+                spec,
+                f"{checkpoint}: cannot read {name} ({_first_line(exc)}); is its .data-00000-of-00001 file complete?",
             ) from None
         variable.assign(tf.cast(value, variable.dtype))
     return len(wanted)
 
 
+def _checkpoint_error(spec: TrainSpec, text: str) -> OdliteError:
+    return OdliteError.at(spec.config.source, text, "train_config.fine_tune_checkpoint")
+
+
+def _first_line(exc: Exception) -> str:
+    return getattr(exc, "message", str(exc)).splitlines()[0]
+
+
 def _fail(spec: TrainSpec, checkpoint: str, what: str, lines: list[str], hint: str = "") -> None:
     shown = "\n  ".join(lines[:SHOWN]) + (f"\n  ... and {len(lines) - SHOWN} more" if len(lines) > SHOWN else "")
-    raise OdliteError.at(
-        spec.config.source,
-        f"{checkpoint} does not fit this model's {what} ({len(lines)} of its tensors unmatched){hint}:\n  {shown}",
-        "train_config.fine_tune_checkpoint",
+    raise _checkpoint_error(
+        spec, f"{checkpoint} does not fit this model's {what} ({len(lines)} of its tensors unmatched){hint}:\n  {shown}"
     )
 
 
@@ -157,12 +161,7 @@ def _open_checkpoint(spec: TrainSpec, checkpoint: str):
     try:
         reader = tf.train.load_checkpoint(checkpoint)
     except (tf.errors.OpError, ValueError) as exc:
-        message = getattr(exc, "message", str(exc)).splitlines()[0]
-        raise OdliteError.at(
-            spec.config.source,
-            f"{checkpoint} is not a readable TF2 checkpoint ({message})",
-            "train_config.fine_tune_checkpoint",
-        ) from None
+        raise _checkpoint_error(spec, f"{checkpoint} is not a readable TF2 checkpoint ({_first_line(exc)})") from None
     return reader, reader.get_variable_to_shape_map()
 
 
@@ -208,9 +207,7 @@ def _restore_odlite(model, spec: TrainSpec, checkpoint: str) -> str:
     try:
         status.expect_partial().assert_existing_objects_matched()
     except AssertionError as exc:
-        raise OdliteError.at(
-            spec.config.source, f"{checkpoint} does not fit this model: {exc}", "train_config.fine_tune_checkpoint"
-        ) from None
+        raise _checkpoint_error(spec, f"{checkpoint} does not fit this model: {exc}") from None
     return f"initialised {'backbone, FPN' if parts else 'the whole model'} from odlite checkpoint {checkpoint}"
 
 
@@ -292,8 +289,6 @@ def warm_start(model, spec: TrainSpec, from_scratch: bool) -> str:
 def _missing(spec: TrainSpec, reason: str, from_scratch: bool) -> str:
     if from_scratch:
         return f"training from scratch (--from-scratch): fine_tune_checkpoint {reason}"
-    raise OdliteError.at(
-        spec.config.source,
-        f'{reason}; point it at the weights, set it to "" or pass --from-scratch to train from scratch',
-        "train_config.fine_tune_checkpoint",
+    raise _checkpoint_error(
+        spec, f'{reason}; point it at the weights, set it to "" or pass --from-scratch to train from scratch'
     )
