@@ -22,7 +22,6 @@ PORT      ?= 8000
 SWEEP     ?= configs/sweeps/tooth_grid.yaml
 SWEEP_OUT ?= models/sweep-$(basename $(notdir $(SWEEP)))
 SET       ?=
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help setup tools sample data inspect config train eval export-tflite package detect serve sweep demo test lint format bench clean
 

@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines.errors import OdliteError
-from pipelines.tflite_runner import TFLiteDetector, resize_like_mediapipe
+from pipelines.resize import resize_to_input
+from pipelines.tflite_runner import TFLiteDetector
 
 CLIENT = Path(__file__).with_name("mediapipe_client.py")
 DEFAULT_TOOLS_PYTHON = Path(".venv-tools/bin/python")
@@ -48,7 +49,7 @@ def _validation_images(record_paths: list[str], count: int, folder: Path, size: 
         example = tf.io.parse_single_example(raw, spec)
         image = cv2.imdecode(np.frombuffer(example["image/encoded"].numpy(), np.uint8), cv2.IMREAD_COLOR)
         if size is not None:
-            image = resize_like_mediapipe(image, *size)
+            image = resize_to_input(image, *size, like="mediapipe")
         path = folder / f"{len(images):04d}_{Path(example['image/filename'].numpy().decode()).stem}.png"
         cv2.imwrite(str(path), image)
         images.append(path)
@@ -75,7 +76,7 @@ def odlite_detections(detector: TFLiteDetector, images: list[Path], labels: list
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         h, w = image.shape[:2]
         boxes, classes, scores, count = detector.detect_one(
-            resize_like_mediapipe(image, detector.width, detector.height)
+            resize_to_input(image, detector.width, detector.height, like="mediapipe")
         )
         detections = [
             {

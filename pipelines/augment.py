@@ -2,7 +2,7 @@
 
 Each option keeps the OD API's meaning and parameters, so a tuned config behaves the
 same. They work on a uint8 image and normalised [ymin, xmin, ymax, xmax] boxes, and
-run inside the tf.data pipeline.
+run inside the tf.data pipeline, each example with a seed of its own.
 """
 
 from __future__ import annotations
@@ -22,19 +22,20 @@ def _keep(data: dict, keep: tf.Tensor) -> dict:
     return out
 
 
-def horizontal_flip(data: dict, probability: float = 0.5) -> dict:
+def horizontal_flip(data: dict, seed: tf.Tensor, probability: float = 0.5) -> dict:
     def flip():
         ymin, xmin, ymax, xmax = tf.unstack(data["groundtruth_boxes"], axis=1)
         return tf.image.flip_left_right(data["image"]), tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=1)
 
     image, boxes = tf.cond(
-        tf.random.uniform([]) < probability, flip, lambda: (data["image"], data["groundtruth_boxes"])
+        tf.random.stateless_uniform([], seed) < probability, flip, lambda: (data["image"], data["groundtruth_boxes"])
     )
     return {**data, "image": image, "groundtruth_boxes": boxes}
 
 
 def crop_image(
     data: dict,
+    seed: tf.Tensor,
     min_object_covered: float = 1.0,
     min_aspect_ratio: float = 0.75,
     max_aspect_ratio: float = 1.33,
@@ -45,12 +46,14 @@ def crop_image(
     random_coef: float = 0.0,
 ) -> dict:
     """random_crop_image: a crop that covers part of the boxes; boxes overlapping it less than ``overlap_thresh`` go."""
+    crop_seed, skip_seed = tf.unstack(tf.random.split(seed, 2))
 
     def crop():
         image, boxes = data["image"], data["groundtruth_boxes"]
-        begin, size, window = tf.image.sample_distorted_bounding_box(
+        begin, size, window = tf.image.stateless_sample_distorted_bounding_box(
             tf.shape(image),
             bounding_boxes=tf.expand_dims(tf.clip_by_value(boxes, 0.0, 1.0), 0),
+            seed=crop_seed,
             min_object_covered=min_object_covered,
             aspect_ratio_range=(min_aspect_ratio, max_aspect_ratio),
             area_range=(min_area, max_area),
@@ -71,10 +74,10 @@ def crop_image(
 
     if random_coef <= 0.0:
         return crop()
-    return tf.cond(tf.random.uniform([]) < random_coef, lambda: dict(data), crop)
+    return tf.cond(tf.random.stateless_uniform([], skip_seed) < random_coef, lambda: dict(data), crop)
 
 
-def ssd_random_crop(data: dict, operations: list[dict] | None = None) -> dict:
+def ssd_random_crop(data: dict, seed: tf.Tensor, operations: list[dict] | None = None) -> dict:
     """ssd_random_crop: one of several crops drawn per image (the OD API's seven by default)."""
     if not operations:
         operations = [
@@ -82,8 +85,10 @@ def ssd_random_crop(data: dict, operations: list[dict] | None = None) -> dict:
              "max_area": 1.0, "overlap_thresh": c, "random_coef": 0.15}
             for c in SSD_CROP_MIN_OBJECT_COVERED
         ]  # fmt: skip
-    branches = [lambda op=op: crop_image(data, **op) for op in operations]
-    return tf.switch_case(tf.random.uniform([], 0, len(branches), dtype=tf.int32), branches)
+    choice_seed, crop_seed = tf.unstack(tf.random.split(seed, 2))
+    branches = [lambda op=op: crop_image(data, crop_seed, **op) for op in operations]
+    choice = tf.random.stateless_uniform([], choice_seed, 0, len(branches), dtype=tf.int32)
+    return tf.switch_case(choice, branches)
 
 
 def _photometric(data: dict, fn) -> dict:
@@ -93,33 +98,41 @@ def _photometric(data: dict, fn) -> dict:
 
 
 AUGMENTATIONS = {
-    "random_horizontal_flip": lambda data, probability=0.5: horizontal_flip(data, probability),
+    "random_horizontal_flip": horizontal_flip,
     "random_crop_image": crop_image,
     "ssd_random_crop": ssd_random_crop,
-    "random_adjust_brightness": lambda data, max_delta=0.2: _photometric(
-        data, lambda im: tf.image.random_brightness(im, max_delta)
+    "random_adjust_brightness": lambda data, seed, max_delta=0.2: _photometric(
+        data, lambda im: tf.image.stateless_random_brightness(im, max_delta, seed)
     ),
-    "random_adjust_contrast": lambda data, min_delta=0.8, max_delta=1.25: _photometric(
-        data, lambda im: tf.image.random_contrast(im, min_delta, max_delta)
+    "random_adjust_contrast": lambda data, seed, min_delta=0.8, max_delta=1.25: _photometric(
+        data, lambda im: tf.image.stateless_random_contrast(im, min_delta, max_delta, seed)
     ),
-    "random_adjust_hue": lambda data, max_delta=0.02: _photometric(data, lambda im: tf.image.random_hue(im, max_delta)),
-    "random_adjust_saturation": lambda data, min_delta=0.8, max_delta=1.25: _photometric(
-        data, lambda im: tf.image.random_saturation(im, min_delta, max_delta)
+    "random_adjust_hue": lambda data, seed, max_delta=0.02: _photometric(
+        data, lambda im: tf.image.stateless_random_hue(im, max_delta, seed)
+    ),
+    "random_adjust_saturation": lambda data, seed, min_delta=0.8, max_delta=1.25: _photometric(
+        data, lambda im: tf.image.stateless_random_saturation(im, min_delta, max_delta, seed)
     ),
 }
 
 
 def augmenter(options: list[tuple[str, dict]]):
-    """A function applying the configured options in order, as the OD API does."""
+    """A function (example, seed) -> example applying the configured options in order, as the OD API does.
+
+    Stateless random ops drawn from each example's own seed: in a parallel tf.data map a shared
+    random state hands out its numbers in whatever order the threads run, so a seeded run
+    would not repeat.
+    """
     steps = []
     for name, params in options:
         if name not in AUGMENTATIONS:
             raise ValueError(f"augmentation {name!r} is not implemented")
         steps.append((AUGMENTATIONS[name], params))
 
-    def apply(data: dict) -> dict:
-        for fn, params in steps:
-            data = fn(data, **params)
+    def apply(data: dict, seed: tf.Tensor) -> dict:
+        seeds = tf.unstack(tf.random.split(seed, max(len(steps), 1)))
+        for (fn, params), step_seed in zip(steps, seeds):
+            data = fn(data, step_seed, **params)
         return data
 
     return apply

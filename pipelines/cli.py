@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 from tabulate import tabulate
 
 from pipelines import __version__
+from pipelines.console import quiet_tensorflow
 from pipelines.errors import OdliteError, Problem
-from pipelines.pipeline_config import add_config_verb
+from pipelines.pipeline_config import ALIASES
 
 MAX_LISTED = 20
 
@@ -60,7 +62,22 @@ def cmd_convert(args) -> int:
     print(_class_table(result.splits, list(result.label_map.values())))
     if result.reencoded:
         print(f"{result.reencoded} image(s) re-encoded as upright RGB JPEG")
+    if result.clipped_boxes:
+        print(f"{result.clipped_boxes} box(es) overhanging their image clipped to it (warnings above)")
     print(f"label map: {args.out / 'label_map.pbtxt'}  summary: {summary}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from pipelines.pipeline_config import PLACEHOLDER, load_pipeline_config, patch_config, show
+
+    changes = patch_config(args.base, args.out, args.assignments, overwrite=args.overwrite)
+    for path, old, new in changes:
+        print(f"{path}: {show(old)} -> {show(new)}")
+    unresolved = load_pipeline_config(args.out).unresolved_paths()
+    for path in unresolved:
+        print(f"note: {path} still holds {PLACEHOLDER}; training needs it set", flush=True)
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -179,7 +196,8 @@ def cmd_detect(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from pipelines.serve import latest_export, serve
+    from pipelines.artifacts import latest_export
+    from pipelines.serve import serve
 
     model = args.model or latest_export()
     print(f"serving {model} on http://{args.host}:{args.port} (docs: /docs)", file=sys.stderr, flush=True)
@@ -204,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="odlite", description="Train a mobile object detector and ship it to Android."
     )
     parser.add_argument("--version", action="version", version=f"odlite {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="show TensorFlow's own logs and warnings too")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    verbs.add_parser = functools.partial(verbs.add_parser, parents=[common])
 
     p = verbs.add_parser("convert", help="annotations -> sharded TFRecords + label_map.pbtxt + summary.json")
     p.add_argument("src", type=Path, help="dataset folder, or one COCO / VIA JSON or VOC XML file")
@@ -230,7 +251,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-map", type=Path, help="label map (default: DATA_DIR/label_map.pbtxt)")
     p.set_defaults(run=cmd_inspect)
 
-    add_config_verb(verbs)
+    aliases = "\n".join(f"  {name:<22} {', '.join(paths)}" for name, paths in ALIASES.items())
+    p = verbs.add_parser(
+        "config",
+        help="check a pipeline.config and write a copy with settings changed",
+        description="Check BASE against what odlite honours and write it to --out with each --set applied.",
+        epilog=f"NAME is a dotted path (train_config.batch_size) or one of these aliases:\n{aliases}\n"
+        f"num_steps also moves the cosine schedule's total_steps when the config has one.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("base", type=Path, help="pipeline.config to start from")
+    p.add_argument("--out", type=Path, required=True, help="where to write the result")
+    p.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change a setting (repeatable); lists as 1.0,2.0 or [1.0, 2.0]",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
+    p.set_defaults(run=cmd_config)
 
     p = verbs.add_parser("train", help="train from a pipeline.config; resumes from the latest checkpoint")
     p.add_argument("--config", type=Path, required=True, help="pipeline.config")
@@ -307,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_tensorflow(args.verbose)
     try:
         return args.run(args)
     except OdliteError as exc:

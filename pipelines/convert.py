@@ -18,15 +18,15 @@ import math
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import tensorflow as tf
 from natsort import natsort_keygen
-from tqdm import tqdm
 
 from pipelines.annotations import Box, Dataset, Entry, read_dataset
 from pipelines.atomic import atomic_folder
+from pipelines.console import progress_bar
 from pipelines.errors import OdliteError, Problem
 from pipelines.images import ImageProblem, read_and_prepare
 from pipelines.label_map import format_label_map, labels_by_name, read_label_map
@@ -36,9 +36,9 @@ IMAGES_PER_SHARD = 1000
 SPLIT_ORDER = ("train", "val", "test")
 
 
-def overhang_tolerance(size: int) -> float:
-    """How far (pixels) a box may stick out of the image and still be clipped rather than rejected."""
-    return max(3.0, 0.02 * size)
+# A box that keeps at least this share of its area inside the image is clipped to it, with a
+# warning; one mostly outside is more likely a mistake (wrong image, swapped axes) and is refused.
+MIN_AREA_INSIDE = 0.5
 
 
 @dataclass
@@ -66,6 +66,7 @@ class ConvertResult:
     skipped: list[Problem]
     warnings: list[Problem]
     reencoded: int
+    clipped_boxes: int = 0
 
     def summary(self) -> dict:
         labels = list(self.label_map.values())
@@ -74,6 +75,7 @@ class ConvertResult:
             "label_map": {str(k): v for k, v in self.label_map.items()},
             "splits": {name: stats.as_dict(labels) for name, stats in self.splits.items()},
             "reencoded_images": self.reencoded,
+            "clipped_boxes": self.clipped_boxes,
             "skipped": [p.as_dict() for p in self.skipped],
             "warnings": [p.as_dict() for p in self.warnings],
         }
@@ -84,25 +86,23 @@ def check_box(box: Box, width: int, height: int, source: str) -> tuple[Box, Prob
     size = f"{box.xmax - box.xmin:g}x{box.ymax - box.ymin:g}"
     if box.xmax <= box.xmin or box.ymax <= box.ymin:
         raise OdliteError.at(source, f"box '{box.label}' has zero or negative size ({size})", box.where)
-    tx, ty = overhang_tolerance(width), overhang_tolerance(height)
-    if box.xmin < -tx or box.ymin < -ty or box.xmax > width + tx or box.ymax > height + ty:
-        coords = f"({box.xmin:g}, {box.ymin:g})-({box.xmax:g}, {box.ymax:g})"
-        raise OdliteError.at(source, f"box '{box.label}' {coords} lies outside the {width}x{height} image", box.where)
-    clipped = Box(
-        box.label,
-        min(max(box.xmin, 0.0), width),
-        min(max(box.ymin, 0.0), height),
-        min(max(box.xmax, 0.0), width),
-        min(max(box.ymax, 0.0), height),
-        box.where,
-        box.difficult,
-        box.is_crowd,
+    clipped = replace(
+        box,
+        xmin=min(max(box.xmin, 0.0), width),
+        ymin=min(max(box.ymin, 0.0), height),
+        xmax=min(max(box.xmax, 0.0), width),
+        ymax=min(max(box.ymax, 0.0), height),
     )
-    if clipped.xmax <= clipped.xmin or clipped.ymax <= clipped.ymin:
-        raise OdliteError.at(source, f"box '{box.label}' lies outside the {width}x{height} image", box.where)
     if clipped == box:
         return box, None
-    return clipped, Problem(source, f"box '{box.label}' overhangs the {width}x{height} image: clipped", box.where)
+    inside = max(clipped.xmax - clipped.xmin, 0.0) * max(clipped.ymax - clipped.ymin, 0.0)
+    share = inside / ((box.xmax - box.xmin) * (box.ymax - box.ymin))
+    coords = f"({box.xmin:g}, {box.ymin:g})-({box.xmax:g}, {box.ymax:g})"
+    if share < MIN_AREA_INSIDE:
+        reason = f"box '{box.label}' {coords} lies {1 - share:.0%} outside the {width}x{height} image"
+        raise OdliteError.at(source, f"{reason} (more than half: not clipped)", box.where)
+    warning = f"box '{box.label}' {coords} overhangs the {width}x{height} image: clipped, keeping {share:.0%} of it"
+    return clipped, Problem(source, warning, box.where)
 
 
 def resolve_label_map(dataset: Dataset, label_map_path: Path | None) -> dict[int, str]:
@@ -155,6 +155,7 @@ class _Converted:
     problem: Problem | None = None
     warnings: list[Problem] = field(default_factory=list)
     reencoded: bool = False
+    clipped: int = 0
 
 
 def _convert_one(entry: Entry, key: str, source_id: int, ids: dict[str, int]) -> _Converted:
@@ -170,6 +171,7 @@ def _convert_one(entry: Entry, key: str, source_id: int, ids: dict[str, int]) ->
             return _Converted(problem=exc.problems[0])
         if warning:
             result.warnings.append(warning)
+            result.clipped += 1
         result.boxes.append(LabelledBox(clipped, ids[clipped.label]))
     result.record = serialize_example(image, key, source_id, result.boxes)
     return result
@@ -237,7 +239,7 @@ def convert(
     with atomic_folder(out, overwrite) as tmp:
         result = ConvertResult(out, dataset.format, label_map, {}, [], list(dataset.warnings), 0)
         total = len(valid)
-        bar = tqdm(total=total, unit="img", desc="convert", disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(total=total, unit="img", desc="convert", disable=not progress)
         with bar, ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
             for split, members in splits.items():
                 stats = result.splits.setdefault(split, SplitStats())
@@ -267,6 +269,7 @@ def _write_shards(paths, results, stats: SplitStats, result: ConvertResult, bar)
                 result.skipped.append(converted.problem)
                 continue
             result.warnings += converted.warnings
+            result.clipped_boxes += converted.clipped
             result.reencoded += converted.reencoded
             writers[stats.images % len(writers)].write(converted.record)
             stats.images += 1

@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 from natsort import natsorted
 from PIL import Image
-from tqdm import tqdm
 
+from pipelines.artifacts import LABELS_FILE, label_lines, latest_checkpoint, resolve_config
 from pipelines.atomic import write_text_atomically
+from pipelines.console import progress_bar
+from pipelines.draw import draw_on
 from pipelines.errors import OdliteError, Problem
 from pipelines.images import ImageProblem, upright_rgb
-from pipelines.inspect_data import draw_on
+from pipelines.resize import resize_to_input
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
@@ -62,19 +64,20 @@ def _labels_from_file(path: Path) -> list[str]:
 
 def _tflite_model(path: Path) -> Model:
     from pipelines.tflite_metadata import read_metadata
-    from pipelines.tflite_runner import TFLiteDetector, resize_like_mediapipe
+    from pipelines.tflite_runner import TFLiteDetector
 
     detector = TFLiteDetector(path)
     try:
         _, files = read_metadata(path)
-        labels = files["labelmap.txt"].decode().split()
+        labels = files[LABELS_FILE].decode().split()
     except (OdliteError, KeyError):
-        if not (path.parent / "labelmap.txt").exists():
+        if not (path.parent / LABELS_FILE).exists():
             raise OdliteError.at(path, "no labels: neither embedded metadata nor labelmap.txt beside it") from None
-        labels = _labels_from_file(path.parent / "labelmap.txt")
+        labels = _labels_from_file(path.parent / LABELS_FILE)
 
     def run(rgb):
-        boxes, classes, scores, count = detector.detect_one(resize_like_mediapipe(rgb, detector.width, detector.height))
+        frame = resize_to_input(rgb, detector.width, detector.height, like="mediapipe")
+        boxes, classes, scores, count = detector.detect_one(frame)
         return boxes, scores, classes + 1, count
 
     return Model(path, labels, run, "tflite")
@@ -83,7 +86,7 @@ def _tflite_model(path: Path) -> Model:
 def _saved_model(path: Path) -> Model:
     import tensorflow as tf
 
-    labels_file = path.parent / "labelmap.txt"
+    labels_file = path.parent / LABELS_FILE
     if not labels_file.exists():
         raise OdliteError.at(path, "no labelmap.txt beside this SavedModel (use an odlite export folder)")
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
@@ -97,11 +100,9 @@ def _saved_model(path: Path) -> Model:
 
 
 def _checkpoint_model(path: Path) -> Model:
-    import tensorflow as tf
 
-    from pipelines.evaluate import checkpoint_detector, latest_checkpoint, resolve_config
+    from pipelines.evaluate import checkpoint_detector
     from pipelines.experiment import load_train_spec
-    from pipelines.export import label_lines
     from pipelines.label_map import read_label_map
 
     spec = load_train_spec(resolve_config(None, path))
@@ -109,7 +110,7 @@ def _checkpoint_model(path: Path) -> Model:
     size = spec.model.input_size
 
     def run(rgb):
-        resized = tf.cast(tf.image.resize(rgb[None], [size, size]), tf.uint8)
+        resized = resize_to_input(rgb[None], size)
         return (t.numpy()[0] for t in detect(resized))
 
     return Model(path, label_lines(read_label_map(spec.label_map_path)), run, "checkpoint")
@@ -173,7 +174,7 @@ def detect(
     out.mkdir(parents=True, exist_ok=True)
     result = DetectResult(out)
     names: set[str] = set()
-    for path in tqdm(images, unit="img", desc="detect", disable=not progress or len(images) < 2, dynamic_ncols=True):
+    for path in progress_bar(iterable=images, unit="img", desc="detect", disable=not progress or len(images) < 2):
         try:
             rgb = upright_rgb(path.read_bytes())
         except (ImageProblem, OSError) as error:

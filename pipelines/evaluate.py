@@ -21,14 +21,16 @@ import numpy as np
 import tensorflow as tf
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from tqdm import tqdm
 
+from pipelines.artifacts import checkpoint_step, export_step, latest_checkpoint, resolve_config
+from pipelines.console import progress_bar
 from pipelines.errors import OdliteError
 from pipelines.experiment import TrainSpec, load_train_spec
 from pipelines.label_map import read_label_map
-from pipelines.model import build_model, normalize_pixels, resize_to_input
+from pipelines.model import build_model, normalize_pixels
+from pipelines.resize import resize_to_input
 from pipelines.tfrecord import feature_spec
-from pipelines.train import CONFIG_NAME, checkpoint_step, glob_inputs
+from pipelines.train import glob_inputs
 
 COCO_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"]
 COCO_NAMES += ["AR_small", "AR_medium", "AR_large"]
@@ -82,7 +84,7 @@ def run_detector(detect, paths, input_size: int, batch_size: int = 8, limit: int
     result = Detections()
     total = sum(1 for path in paths for _ in tf.data.TFRecordDataset(path))
     total = min(total, limit) if limit else total
-    bar = tqdm(total=total, unit="img", desc="eval", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=total, unit="img", desc="eval", disable=not progress)
     with bar:
         for images, gt in eval_dataset(paths, input_size, batch_size, limit):
             boxes, scores, classes, counts = (np.asarray(t) for t in detect(images))
@@ -220,21 +222,6 @@ def confusion_matrix(detections: Detections, class_ids: list[int], min_score: fl
     return matrix
 
 
-def latest_checkpoint(model_dir: Path) -> str:
-    checkpoint = tf.train.latest_checkpoint(str(model_dir))
-    if checkpoint is None:
-        raise OdliteError.at(model_dir, "no checkpoint here (train first: odlite train)")
-    return checkpoint
-
-
-def resolve_config(config_path, model_dir: Path) -> Path:
-    if config_path:
-        return Path(config_path)
-    if (model_dir / CONFIG_NAME).exists():
-        return model_dir / CONFIG_NAME
-    raise OdliteError.at(model_dir, f"no {CONFIG_NAME} here; pass --config")
-
-
 def score(
     detect,
     spec: TrainSpec,
@@ -311,26 +298,20 @@ def evaluate_tflite(
             model, f"input is {detector.width}x{detector.height}, the config says {spec.model.input_size}"
         )
     out = Path(out) if out else model.parent / "eval" / model.stem
-    about = {"model": str(model), "step": _export_step(model.parent)}
+    about = {"model": str(model), "step": export_step(model.parent)}
     return score(detector, spec, out, about, min_score, samples, 1, progress)
 
 
-def _export_step(folder: Path) -> int | None:
-    """The checkpoint step an export was made from, if its export.json says."""
-    import json
-
-    info = folder / "export.json"
-    return json.loads(info.read_text()).get("step") if info.exists() else None
-
-
 def evaluate_continuously(config_path, model_dir, timeout: float = 3600, **kwargs):
-    """Evaluate each new checkpoint as training writes it, until the last step or ``timeout`` seconds without one."""
+    """Evaluate each new checkpoint as training writes it, until the last step, eval_config.max_evals
+    evaluations (when set), or ``timeout`` seconds without a new checkpoint."""
     model_dir = Path(model_dir)
     spec = load_train_spec(resolve_config(config_path, model_dir))
-    for checkpoint in tf.train.checkpoints_iterator(str(model_dir), min_interval_secs=5, timeout=timeout):
+    checkpoints = tf.train.checkpoints_iterator(str(model_dir), min_interval_secs=5, timeout=timeout)
+    for done, checkpoint in enumerate(checkpoints, start=1):
         metrics = evaluate(config_path, model_dir, checkpoint=checkpoint, **kwargs)
         yield metrics
-        if metrics["step"] >= spec.num_steps:
+        if metrics["step"] >= spec.num_steps or done == spec.max_evals:
             return
 
 

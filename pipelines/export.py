@@ -33,17 +33,40 @@ import tensorflow as tf
 from official.vision.modeling.layers import detection_generator
 from tensorflow.lite.tools import flatbuffer_utils
 
+from pipelines.artifacts import (
+    CONFIG_NAME,
+    EXPORT_REPORT,
+    LABELS_FILE,
+    checkpoint_step,
+    label_lines,
+    latest_checkpoint,
+    resolve_config,
+)
 from pipelines.atomic import atomic_folder
 from pipelines.errors import OdliteError
-from pipelines.evaluate import eval_dataset, latest_checkpoint, resolve_config
+from pipelines.evaluate import eval_dataset
 from pipelines.experiment import TrainSpec, load_train_spec
 from pipelines.label_map import read_label_map
-from pipelines.model import build_model, normalize_pixels
-from pipelines.train import CONFIG_NAME, checkpoint_step, glob_inputs
+from pipelines.model import ModelSpec, build_model, normalize_pixels
+from pipelines.resize import resize_to_input
+from pipelines.train import glob_inputs
 
 VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite", "int8": "model_int8.tflite"}
-LABELS_FILE = "labelmap.txt"
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+
+
+def tflite_post_processing(spec: ModelSpec) -> dict:
+    """The attributes of the TFLite_Detection_PostProcess op: the config's post_processing."""
+    return {
+        "max_detections": spec.max_detections,
+        "max_classes_per_detection": 1,
+        "detections_per_class": spec.max_detections_per_class,
+        "use_regular_nms": not spec.class_agnostic_nms,
+        "nms_score_threshold": spec.score_threshold,
+        "nms_iou_threshold": spec.iou_threshold,
+        "input_image_size": (spec.input_size, spec.input_size),
+        "normalize_anchor_coordinates": True,
+    }
 
 
 class DetectorModule(tf.Module):
@@ -68,7 +91,7 @@ class DetectorModule(tf.Module):
 
     def _serve(self, images):
         size = self.spec.input_size
-        resized = tf.image.resize(images, [size, size])
+        resized = resize_to_input(images, size)
         out = self.model(normalize_pixels(resized), training=False)
         return {
             "detection_boxes": out["detection_boxes"] / float(size),
@@ -91,16 +114,7 @@ class DetectorModule(tf.Module):
             apply_nms=True,
             nms_version="tflite",
             box_coder_weights=list(spec.box_coder_weights),
-            tflite_post_processing_config={
-                "max_detections": spec.max_detections,
-                "max_classes_per_detection": 1,
-                "detections_per_class": spec.max_detections,
-                "use_regular_nms": not spec.class_agnostic_nms,
-                "nms_score_threshold": spec.score_threshold,
-                "nms_iou_threshold": spec.iou_threshold,
-                "input_image_size": (spec.input_size, spec.input_size),
-                "normalize_anchor_coordinates": True,
-            },
+            tflite_post_processing_config=tflite_post_processing(spec),
         )
         out = post(raw_boxes, foreground, {k: v[None] for k, v in anchors.items()}, None)
         # The converter orders outputs by name; these names sort into the contract's order.
@@ -150,11 +164,6 @@ def _outputs_in_contract_order(model: bytes) -> bytes:
         raise OdliteError(f"the converted model does not end in one {POSTPROCESS_OP}; cannot export it")
     graph.outputs = list(post[0].outputs)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
-
-
-def label_lines(labels: dict[int, str]) -> list[str]:
-    """labelmap.txt: line i names class index i, which is label-map id i + 1 ("???" for unused ids)."""
-    return [labels.get(i, "???") for i in range(1, max(labels) + 1)]
 
 
 @dataclass
@@ -262,7 +271,7 @@ def export(
             },
         }
         report["variants"] = _measure(spec, checkpoint, tmp, out, variants, tools_python, progress)
-        (tmp / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / EXPORT_REPORT).write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "report.md").write_text(report_markdown(report))
     return ExportResult(out, report["step"], report)
 

@@ -6,20 +6,18 @@ can check a dataset before spending hours training on it.
 
 from __future__ import annotations
 
-import io
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from natsort import natsorted
-from PIL import Image, ImageDraw
 
+from pipelines.draw import draw_boxes
 from pipelines.errors import OdliteError
 from pipelines.label_map import read_label_map
 from pipelines.tfrecord import read_examples
 
-PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
 _RECORD_FILE = re.compile(r"\.(tfrecord|record)s?(-\d+-of-\d+)?$|-\d+-of-\d+\.(tfrecord|record)s?$")
 
 
@@ -45,27 +43,6 @@ def find_record_files(data_dir: Path) -> dict[str, list[Path]]:
     for path in files:
         splits.setdefault(re.split(r"[-.]", path.name, maxsplit=1)[0], []).append(path)
     return splits
-
-
-def draw_boxes(jpeg: bytes, boxes, labels: list[str], class_ids, colours=PALETTE) -> Image.Image:
-    """The image with each normalised (ymin, xmin, ymax, xmax) box outlined and labelled."""
-    return draw_on(Image.open(io.BytesIO(jpeg)).convert("RGB"), boxes, labels, class_ids, colours)
-
-
-def draw_on(image: Image.Image, boxes, labels: list[str], class_ids, colours=PALETTE) -> Image.Image:
-    """``image`` itself, with each normalised (ymin, xmin, ymax, xmax) box outlined and labelled."""
-    draw = ImageDraw.Draw(image)
-    w, h = image.size
-    width = max(2, round(min(w, h) / 200))
-    for (ymin, xmin, ymax, xmax), label, class_id in zip(boxes, labels, class_ids):
-        colour = colours[int(class_id) % len(colours)]
-        xy = (xmin * w, ymin * h, xmax * w, ymax * h)
-        draw.rectangle(xy, outline=colour, width=width)
-        left, top, right, bottom = draw.textbbox((xy[0], xy[1]), label)
-        top_y = max(0, xy[1] - (bottom - top) - 2)
-        draw.rectangle((left, top_y, right + 2, top_y + bottom - top + 2), fill=colour)
-        draw.text((left + 1, top_y), label, fill=(255, 255, 255))
-    return image
 
 
 def inspect_records(

@@ -43,12 +43,6 @@ BACKBONE_TAPS = {3: "block_5_add", 4: "block_12_add", 5: "out_relu"}
 TOP_BACKBONE_LEVEL = 5
 
 
-def resize_to_input(image: tf.Tensor, size: int) -> tf.Tensor:
-    """fixed_shape_resizer: stretched to size x size (bilinear) and rounded back to uint8, as a phone's frame is."""
-    resized = tf.image.resize(image, [size, size], method="bilinear")  # a weighted mean: stays in 0-255
-    return tf.cast(tf.round(resized), tf.uint8)
-
-
 def normalize_pixels(images: tf.Tensor) -> tf.Tensor:
     """0-255 pixels of any dtype -> [-1, 1], as the zoo's models and Keras' MobileNetV2 expect."""
     return tf.cast(images, tf.float32) / 127.5 - 1.0
@@ -77,6 +71,7 @@ class ConvParams:
     batch_norm_epsilon: float = 0.001
     batch_norm_scale: bool = True
     batch_norm_center: bool = True
+    batch_norm_train: bool = True  # false: moving statistics used, never updated (as freeze_batchnorm)
 
     def new_initializer(self):
         return make_initializer(self.initializer)
@@ -96,7 +91,7 @@ class ConvParams:
 
     def batch_norm(self, frozen: bool, name: str | None = None):
         return FreezableBatchNorm(
-            frozen=frozen,
+            frozen=frozen or not self.batch_norm_train,
             momentum=self.batch_norm_decay,
             epsilon=self.batch_norm_epsilon,
             center=self.batch_norm_center,
@@ -149,6 +144,7 @@ class ModelSpec:
     score_threshold: float = 1e-8
     iou_threshold: float = 0.6
     max_detections: int = 100
+    max_detections_per_class: int = 100
     class_agnostic_nms: bool = False
     freeze_batchnorm: bool = False
 
@@ -362,15 +358,58 @@ class WeightSharedBoxPredictor(tf_keras.layers.Layer):
         return scores, boxes, {}
 
 
+class PerClassNms(detection_generator.MultilevelDetectionGenerator):
+    """Model Garden's box decoding, then the OD API's multiclass NMS: at most ``per_class`` boxes of a
+    class and ``total`` in all (TF's combined NMS, the OD API's ``use_combined_nms`` op); Model Garden's
+    own NMS caps both at one number."""
+
+    def __init__(self, per_class: int, total: int, iou_threshold: float, score_threshold: float, **kwargs):
+        super().__init__(apply_nms=False, **kwargs)
+        self.caps = (per_class, total)
+        self.thresholds = (iou_threshold, score_threshold)
+
+    def get_config(self):
+        # Decoding alone is Model Garden's part; the layer as a whole applies NMS (RetinaNetModel asks).
+        return {**super().get_config(), "apply_nms": True}
+
+    def __call__(self, raw_boxes, raw_scores, anchor_boxes, image_shape, raw_attributes=None):
+        decoded = super().__call__(raw_boxes, raw_scores, anchor_boxes, image_shape, raw_attributes)
+        boxes, scores, classes, count = tf.image.combined_non_max_suppression(
+            decoded["decoded_boxes"],
+            decoded["decoded_box_scores"],
+            max_output_size_per_class=self.caps[0],
+            max_total_size=self.caps[1],
+            iou_threshold=self.thresholds[0],
+            score_threshold=self.thresholds[1],
+            clip_boxes=False,
+        )
+        # Class 0 is the background column, which decoding has dropped.
+        return {
+            "detection_boxes": boxes,
+            "detection_scores": scores,
+            "detection_classes": tf.cast(classes, tf.int32) + 1,
+            "num_detections": count,
+        }
+
+
 def detection_generator_for(spec: ModelSpec) -> detection_generator.MultilevelDetectionGenerator:
-    """Model Garden's decoder + per-class NMS with the config's post_processing."""
-    return detection_generator.MultilevelDetectionGenerator(
-        apply_nms=True,
-        pre_nms_score_threshold=spec.score_threshold,
-        nms_iou_threshold=spec.iou_threshold,
-        max_num_detections=spec.max_detections,
-        nms_version="v2",
-        use_class_agnostic_nms=spec.class_agnostic_nms,
+    """Model Garden's decoder with the config's post_processing: per-class NMS, or Model Garden's
+    class-agnostic NMS when use_class_agnostic_nms (where the OD API has no per-class cap either)."""
+    if spec.class_agnostic_nms:
+        return detection_generator.MultilevelDetectionGenerator(
+            apply_nms=True,
+            pre_nms_score_threshold=spec.score_threshold,
+            nms_iou_threshold=spec.iou_threshold,
+            max_num_detections=spec.max_detections,
+            nms_version="v2",
+            use_class_agnostic_nms=True,
+            box_coder_weights=list(spec.box_coder_weights),
+        )
+    return PerClassNms(
+        spec.max_detections_per_class,
+        spec.max_detections,
+        spec.iou_threshold,
+        spec.score_threshold,
         box_coder_weights=list(spec.box_coder_weights),
     )
 

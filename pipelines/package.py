@@ -12,10 +12,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from pipelines.artifacts import EXPORT_REPORT, LABELS_FILE
 from pipelines.atomic import atomic_file
 from pipelines.errors import OdliteError
 
-PACKED = ("model.tflite", "model_fp16.tflite", "model_int8.tflite", "labelmap.txt", "report.md", "export.json")
+PACKED = ("model.tflite", "model_fp16.tflite", "model_int8.tflite", LABELS_FILE, "report.md", EXPORT_REPORT)
 
 
 def android_guide(report: dict) -> str:
@@ -94,7 +95,7 @@ maps the boxes back to the bitmap's pixels. Rotate the bitmap upright first (EXI
 
 def package(export_dir: str | Path, out: str | Path | None = None) -> Path:
     export_dir = Path(export_dir)
-    info = export_dir / "export.json"
+    info = export_dir / EXPORT_REPORT
     if not info.exists():
         raise OdliteError.at(export_dir, "not an odlite export (no export.json); run odlite export first")
     report = json.loads(info.read_text())

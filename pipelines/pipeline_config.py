@@ -11,7 +11,6 @@ config always loads.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import difflib
 import math
@@ -235,6 +234,10 @@ class PipelineConfig:
         members = {m for names in spec.oneofs.values() for m in names}
         return next((f.name for f in node.fields if f.name in members), None)
 
+    def view(self) -> View:
+        """The whole config as typed attributes (``View``)."""
+        return View(self.root, ROOT)
+
     def augmentations(self) -> list[tuple[str, dict]]:
         """``data_augmentation_options`` in order: (step name, its parameters with defaults applied)."""
         steps = []
@@ -386,6 +389,44 @@ class PipelineConfig:
             line = fields[position].line
             node = fields[position].message
         return line
+
+
+class View:
+    """A block of the config read by attribute, as the OD API's generated classes are read:
+    ``config.view().model.ssd.num_classes``. Values have the .proto defaults applied; an
+    absent block reads as all defaults; a repeated block is a list of views. A name the
+    schema does not declare is an ``AttributeError`` at once, so a misspelt read cannot
+    quietly return a default.
+    """
+
+    def __init__(self, node: Message | None, type_name: str):
+        self._node = node
+        self._spec = message_spec(type_name)
+
+    def __getattr__(self, name: str):
+        spec = self.__dict__.get("_spec")
+        if spec is None or name not in spec.fields:
+            where = spec.name if spec else "View"
+            raise AttributeError(f"{where} has no field '{name}'{did_you_mean(name, spec.fields if spec else [])}")
+        field = spec.fields[name]
+        found = self._node.all(name) if self._node is not None else []
+        if field.kind != "message":
+            values = [convert(field, s) for f in found for s in f.scalars]
+            return values if field.repeated else (values[0] if values else field.default)
+        if field.repeated:
+            return [View(f.message, field.type) for f in found]
+        return View(found[0].message if found else None, field.type)
+
+    def which(self) -> str | None:
+        """The oneof member this block sets (``view.model.ssd.image_resizer.which()``)."""
+        members = {m for names in self._spec.oneofs.values() for m in names}
+        if self._node is None:
+            return None
+        return next((f.name for f in self._node.fields if f.name in members), None)
+
+    def fields(self) -> dict:
+        """The supported fields of this block, defaults applied (a plain dict, as ``get`` gives)."""
+        return _as_dict(self._node, self._spec.name)
 
 
 def _as_dict(node: Message | None, type_name: str) -> dict:
@@ -629,6 +670,14 @@ def _cross_checks(config: PipelineConfig) -> list[tuple[str, str]]:
                     "must be 'classification', 'detection' or 'full' when fine_tune_checkpoint is set",
                 )
             )
+    maps = value("train_input_reader.label_map_path"), value("eval_input_reader.label_map_path")
+    if all(maps) and maps[0] != maps[1]:
+        out.append(
+            (
+                "eval_input_reader.label_map_path",
+                f"must equal train_input_reader.label_map_path ({show(maps[0])}): one label map names the classes",
+            )
+        )
     steps = value("train_config.data_augmentation_options") or []
     for index, item in enumerate(steps):
         for name, params in item.items():
@@ -704,43 +753,3 @@ def patch_config(
     parse_pipeline_config(text, str(out))  # what is written must load
     write_text_atomically(out, text)
     return changes
-
-
-# --- the odlite config verb ---------------------------------------------------------------
-
-
-def cmd_config(args) -> int:
-    changes = patch_config(args.base, args.out, args.assignments, overwrite=args.overwrite)
-    for path, old, new in changes:
-        print(f"{path}: {show(old)} -> {show(new)}")
-    unresolved = load_pipeline_config(args.out).unresolved_paths()
-    for path in unresolved:
-        print(f"note: {path} still holds {PLACEHOLDER}; training needs it set", flush=True)
-    print(f"wrote {args.out}")
-    return 0
-
-
-def add_config_verb(subparsers) -> argparse.ArgumentParser:
-    """Add ``odlite config`` to the CLI's sub-parsers."""
-    aliases = "\n".join(f"  {name:<22} {', '.join(paths)}" for name, paths in ALIASES.items())
-    parser = subparsers.add_parser(
-        "config",
-        help="check a pipeline.config and write a copy with settings changed",
-        description="Check BASE against what odlite honours and write it to --out with each --set applied.",
-        epilog=f"NAME is a dotted path (train_config.batch_size) or one of these aliases:\n{aliases}\n"
-        f"num_steps also moves the cosine schedule's total_steps when the config has one.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("base", type=Path, help="pipeline.config to start from")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the result")
-    parser.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="change a setting (repeatable); lists as 1.0,2.0 or [1.0, 2.0]",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
-    parser.set_defaults(run=cmd_config)
-    return parser

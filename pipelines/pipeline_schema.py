@@ -635,6 +635,18 @@ def between(low: float, high: float | None = None, what: str = "") -> Callable[[
     return check
 
 
+def above(low: float, high: float | None = None) -> Callable[[object], str | None]:
+    """``low`` < value <= ``high``: for ranges TensorFlow's ops refuse to start at (a crop of area 0)."""
+
+    def check(value) -> str | None:
+        if value <= low or (high is not None and value > high):
+            span = f"more than {_show(low)}" + (f" and at most {_show(high)}" if high is not None else "")
+            return f"must be {span}, got {_show(value)}"
+        return None
+
+    return check
+
+
 def _show(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -709,7 +721,7 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "ignore_thresholds": Rule(only(False)),
         "negatives_lower_than_unmatched": Rule(only(True)),
         "force_match_for_each_row": Rule(only(True)),
-        "use_matmul_gather": Rule(only(True)),
+        "use_matmul_gather": OK,  # a no-op: NO_OPS says why
     },
     "RegionSimilarityCalculator": {"iou_similarity": OK},
     "IouSimilarity": {},
@@ -813,10 +825,10 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
     "RandomHorizontalFlip": {"probability": Rule(between(0.0, 1.0))},
     "RandomCropImage": {
         "min_object_covered": Rule(between(0.0, 1.0)),
-        "min_aspect_ratio": Rule(between(0.0)),
-        "max_aspect_ratio": Rule(between(0.0)),
-        "min_area": Rule(between(0.0, 1.0)),
-        "max_area": Rule(between(0.0, 1.0)),
+        "min_aspect_ratio": Rule(above(0.0)),
+        "max_aspect_ratio": Rule(above(0.0)),
+        "min_area": Rule(above(0.0, 1.0)),
+        "max_area": Rule(above(0.0, 1.0)),
         "overlap_thresh": Rule(between(0.0, 1.0)),
         "clip_boxes": OK,
         "random_coef": Rule(between(0.0, 1.0)),
@@ -824,10 +836,10 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
     "SSDRandomCrop": {"operations": OK},
     "SSDRandomCropOperation": {
         "min_object_covered": Rule(between(0.0, 1.0)),
-        "min_aspect_ratio": Rule(between(0.0)),
-        "max_aspect_ratio": Rule(between(0.0)),
-        "min_area": Rule(between(0.0, 1.0)),
-        "max_area": Rule(between(0.0, 1.0)),
+        "min_aspect_ratio": Rule(above(0.0)),
+        "max_aspect_ratio": Rule(above(0.0)),
+        "min_area": Rule(above(0.0, 1.0)),
+        "max_area": Rule(above(0.0, 1.0)),
         "overlap_thresh": Rule(between(0.0, 1.0)),
         "clip_boxes": OK,
         "random_coef": Rule(between(0.0, 1.0)),
@@ -851,6 +863,23 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "max_evals": OK,
         "include_metrics_per_category": OK,
     },
+}
+
+# Supported fields that change nothing in odlite, by dotted path, with the reason. Every other
+# supported field changes what is built or run: tests/test_config_honesty.py proves it leaf by leaf.
+NO_OPS: dict[str, str] = {
+    "model.ssd.inplace_batchnorm_update": "TF1 graph mode's choice of where batch-norm updates run; "
+    "Keras batch norm always updates its statistics in place",
+    "model.ssd.matcher.argmax_matcher.use_matmul_gather": "a speed choice for TPUs (gather by matrix "
+    "product); the match is the same",
+    "train_config.sync_replicas": "TF1's SyncReplicasOptimizer; tf.distribute replicas are always synchronous",
+    "train_config.replicas_to_aggregate": "TF1's SyncReplicasOptimizer; tf.distribute averages every replica",
+    "train_config.unpad_groundtruth_tensors": "TF1 input padding; odlite pads and masks ground truth itself",
+    "eval_input_reader.shuffle": "evaluation reads every record once, in file order; the order does not "
+    "change COCO metrics",
+    "eval_input_reader.num_epochs": "evaluation reads every record once",
+    "eval_input_reader.num_readers": "evaluation reads files in order; parallel reading would change its speed only",
+    "eval_config.include_metrics_per_category": "odlite always reports per-class AP (metrics.json, report.md)",
 }
 
 # Messages made of one oneof: when present, one (supported) member must be set.

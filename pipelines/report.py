@@ -11,7 +11,7 @@ from PIL import ImageDraw
 from tabulate import tabulate
 
 from pipelines.atomic import atomic_folder
-from pipelines.inspect_data import draw_boxes
+from pipelines.draw import draw_boxes
 
 GROUND_TRUTH_COLOUR = (255, 255, 255)
 

@@ -25,16 +25,6 @@ from pipelines.images import ImageProblem, upright_rgb
 DEFAULT_MAX_UPLOAD = 10 * 2**20
 
 
-def latest_export(root: Path = Path("exported")) -> Path:
-    """The most recently written ``exported/*/model_int8.tflite`` (or any .tflite there)."""
-    candidates = sorted(root.glob("*/model_int8.tflite"), key=lambda p: p.stat().st_mtime) or sorted(
-        root.glob("*/*.tflite"), key=lambda p: p.stat().st_mtime
-    )
-    if not candidates:
-        raise OdliteError.at(root, "no exported .tflite here; run odlite export first or pass --model")
-    return candidates[-1]
-
-
 class ModelPool:
     """``size`` copies of the model, each with its own interpreter; ``borrow`` blocks until one is free."""
 

@@ -18,22 +18,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 from official.vision.dataloaders import tf_example_decoder
 from official.vision.losses import focal_loss, loss_utils
 from official.vision.ops import anchor
-from tqdm import tqdm
 
+from pipelines.artifacts import CONFIG_NAME, checkpoint_step
 from pipelines.atomic import write_text_atomically
 from pipelines.augment import augmenter
+from pipelines.console import progress_bar
 from pipelines.errors import OdliteError
 from pipelines.experiment import LearningRate, TrainSpec, load_train_spec
-from pipelines.model import build_model, normalize_pixels, resize_to_input
+from pipelines.model import build_model, normalize_pixels
 from pipelines.pipeline_config import check_paths_resolved
+from pipelines.resize import resize_to_input
 from pipelines.warm_start import warm_start
-
-CONFIG_NAME = "pipeline.config"
 
 
 class CosineDecayWithWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):
@@ -61,10 +62,9 @@ class CosineDecayWithWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):
         return dict(self.spec.__dict__)
 
 
-def checkpoint_step(checkpoint: str) -> int:
-    """The step in a checkpoint prefix such as ``model/ckpt-400`` (0 for a name without one)."""
-    name = Path(checkpoint).name
-    return int(name.rsplit("-", 1)[1]) if "-" in name and name.rsplit("-", 1)[1].isdigit() else 0
+def make_optimizer(spec: TrainSpec) -> tf_keras.optimizers.Optimizer:
+    """The config's momentum_optimizer: SGD with momentum on the OD API's learning-rate schedule."""
+    return tf_keras.optimizers.SGD(CosineDecayWithWarmup(spec.learning_rate), momentum=spec.momentum)
 
 
 def glob_inputs(patterns: list[str], what: str) -> list[str]:
@@ -108,28 +108,40 @@ def anchor_labeller(spec: TrainSpec):
 
 
 def train_dataset(spec: TrainSpec, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
-    """Endless shuffled, augmented, anchor-labelled batches of uint8 images."""
+    """Augmented, anchor-labelled batches of uint8 images: shuffled unless the train_input_reader says
+    ``shuffle: false``, endless unless it sets ``num_epochs``."""
     files = glob_inputs(spec.train_paths, "train_input_reader")
     decoder = tf_example_decoder.TfExampleDecoder(regenerate_source_id=True)
     label = anchor_labeller(spec)
     augment = augmenter(spec.augmentations)
-    dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed).repeat()
-    dataset = dataset.interleave(
-        tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if spec.shuffle:
+        dataset = dataset.shuffle(len(files), seed=seed)
+    dataset = dataset.repeat(spec.num_epochs or None)
+    # num_readers files are read at once; unshuffled, one after another, so that the order is the files'.
+    cycle = min(len(files), spec.num_readers) if spec.shuffle else 1
+    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=cycle, num_parallel_calls=tf.data.AUTOTUNE)
+    if spec.shuffle:
+        dataset = dataset.shuffle(512, seed=seed)
+    # Each example's augmentation seed: (run seed, its position in the stream), so a seeded run repeats.
+    base = seed if seed is not None else int(np.random.default_rng().integers(2**31))
+    dataset = dataset.enumerate()
+    dataset = dataset.map(
+        lambda index, raw: label(augment(decoder.decode(raw), tf.stack([tf.constant(base, tf.int64), index]))),
+        num_parallel_calls=tf.data.AUTOTUNE,
     )
-    dataset = dataset.shuffle(512, seed=seed)
-    dataset = dataset.map(lambda raw: label(augment(decoder.decode(raw))), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    options.deterministic = seed is not None
+    options.deterministic = seed is not None or not spec.shuffle
     return dataset.with_options(options)
 
 
 def detection_losses(spec: TrainSpec, outputs: dict, labels: dict, regularization) -> dict:
-    """Per-replica losses: focal + smooth-L1, each normalised by the number of matched anchors."""
+    """Per-replica losses: focal + smooth-L1, each divided by the number of matched anchors (at least 1)
+    when normalize_loss_by_num_matches, as the OD API's SSD does; otherwise summed over the batch."""
     num_classes = spec.model.num_classes + 1
-    num_positives = tf.reduce_sum(labels["box_weights"]) + 1.0
+    num_positives = tf.maximum(tf.reduce_sum(labels["box_weights"]), 1.0) if spec.normalize_by_matches else 1.0
     cls_true = tf.one_hot(loss_utils.multi_level_flatten(labels["cls_targets"], last_dim=None), num_classes)
     # encode_background_as_zeros: the background column's target is 0 for every anchor, as in the OD API.
     cls_true *= tf.one_hot(0, num_classes, on_value=0.0, off_value=1.0)
@@ -251,8 +263,7 @@ def train(
     with strategy.scope():
         with _dtype_policy("mixed_float16" if mixed_precision else None):
             model = build_model(spec.model)  # layers keep the policy they were built under
-        schedule = CosineDecayWithWarmup(spec.learning_rate)
-        optimizer = tf_keras.optimizers.SGD(schedule, momentum=spec.momentum)
+        optimizer = make_optimizer(spec)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=keep_checkpoints)
     if manager.latest_checkpoint:
@@ -299,14 +310,19 @@ def train(
     rate = 0.0
     interrupted = False
     iterator = iter(dataset)
-    bar = tqdm(total=total_steps, initial=step, unit="step", desc="train", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=total_steps, initial=step, unit="step", desc="train", disable=not progress)
     window_start, window_steps = time.perf_counter(), 0
     with bar, _StopOnSignal() as stopper, writer.as_default():
         while step < total_steps:
             if stopper.stop:
                 interrupted = True
                 break
-            losses = {k: float(v) for k, v in train_step(next(iterator)).items()}
+            try:
+                batch = next(iterator)
+            except (StopIteration, tf.errors.OutOfRangeError):
+                print(f"the training data ran out at step {step}: train_input_reader.num_epochs is {spec.num_epochs}")
+                break
+            losses = {k: float(v) for k, v in train_step(batch).items()}
             if not all(math.isfinite(v) for v in losses.values()):
                 raise OdliteError(f"the loss became {losses['total_loss']} at step {step + 1}; lower the learning rate")
             step += 1
@@ -315,12 +331,14 @@ def train(
             if window_steps >= summary_every or step == total_steps:
                 elapsed = time.perf_counter() - window_start
                 rate = window_steps * spec.batch_size / max(elapsed, 1e-9)
-                learning_rate = float(schedule(step))
+                learning_rate = float(optimizer.learning_rate)  # the schedule's value at this step
                 for name, value in losses.items():
                     tf.summary.scalar(f"loss/{name}", value, step=step)
                 tf.summary.scalar("learning_rate", learning_rate, step=step)
                 tf.summary.scalar("images_per_second", rate, step=step)
-                bar.set_postfix(loss=f"{losses['total_loss']:.3f}", lr=f"{learning_rate:.4f}", img_s=f"{rate:.1f}")
+                bar.set_postfix(
+                    loss=f"{losses['total_loss']:.3f}", lr=f"{learning_rate:.4f}", img_s=f"{rate:.1f}", refresh=False
+                )
                 window_start, window_steps = time.perf_counter(), 0
             if step % checkpoint_every == 0:
                 manager.save(checkpoint_number=step)

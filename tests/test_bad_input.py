@@ -53,7 +53,8 @@ CASES = {
     "nan": (_nan, "json_train/b.json", "not a finite number"),
     "zero-box": (lambda r: _set_region(r, width=0), "json_train/b.json", "zero or negative size"),
     "negative-box": (lambda r: _set_region(r, height=-5), "json_train/b.json", "zero or negative size"),
-    "far-outside": (lambda r: _set_region(r, x=200), "json_train/b.json", "lies outside the 80x60 image"),
+    "far-outside": (lambda r: _set_region(r, x=200), "json_train/b.json", "lies 100% outside the 80x60 image"),
+    "mostly-outside": (lambda r: _set_region(r, x=70, width=30), "json_train/b.json", "67% outside the 80x60 image"),
     "corrupt-image": (
         lambda r: (r / "img_train" / "b.jpg").write_bytes(b"\x00garbage" * 50),
         "img_train/b.jpg",
@@ -109,14 +110,19 @@ def test_all_problems_are_listed_at_once(dataset, tmp_path, capsys):
     assert "2 invalid input file(s)" in err and "b.json" in err and "d.jpg" in err
 
 
-def test_small_overhang_is_clipped_with_a_warning(dataset, tmp_path, capsys):
-    _set_region(dataset, x=70, width=12)  # b is 80 px wide: the box ends 2 px outside
+def test_a_box_mostly_inside_is_clipped_with_a_warning_and_counted(dataset, tmp_path, capsys):
+    _set_region(dataset, x=60, width=30)  # b is 80 px wide: 10 of the box's 30 px stick out
     assert _convert(dataset, tmp_path / "out", "--val-fraction", "0") == 0
-    assert "overhangs the 80x60 image: clipped" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "overhangs the 80x60 image: clipped, keeping 67% of it" in captured.err
+    assert "1 box(es) overhanging their image clipped" in captured.out
     example = records(tmp_path / "out")["b.jpg"]
+    assert example["image/object/bbox/xmin"][0] == pytest.approx(0.75)
     assert example["image/object/bbox/xmax"][0] == pytest.approx(1.0)
-    warnings = json.loads((tmp_path / "out" / "summary.json").read_text())["warnings"]
-    assert warnings[0]["file"].endswith("b.json") and warnings[0]["where"] == "annotation.regions[0]"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["clipped_boxes"] == 1 and summary["skipped"] == []
+    warning = summary["warnings"][0]
+    assert warning["file"].endswith("b.json") and warning["where"] == "annotation.regions[0]"
 
 
 def test_existing_output_is_kept_without_overwrite(dataset, tmp_path, capsys):

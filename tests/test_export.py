@@ -10,13 +10,14 @@ import tarfile
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TOOLS_PYTHON
+from conftest import LEARNING_SIZE, TOOLS_PYTHON
 
 from pipelines.android_check import _unmatched, check_with_mediapipe
+from pipelines.artifacts import label_lines
 from pipelines.errors import OdliteError
 from pipelines.evaluate import checkpoint_detector, eval_dataset
 from pipelines.experiment import load_train_spec
-from pipelines.export import VARIANTS, export, label_lines
+from pipelines.export import VARIANTS, export
 from pipelines.package import package
 from pipelines.tflite_metadata import read_metadata
 from pipelines.tflite_runner import TFLiteDetector
@@ -52,11 +53,11 @@ def test_saved_model_matches_the_checkpoint(exported_model, trained_model):
 def test_tflite_has_the_contract_inputs_and_outputs(exported_model, variant):
     detector = TFLiteDetector(exported_model / VARIANTS[variant])
     (image,) = detector.interpreter.get_input_details()
-    assert list(image["shape"]) == [1, 320, 320, 3]
+    assert list(image["shape"]) == [1, LEARNING_SIZE, LEARNING_SIZE, 3]
     assert image["dtype"] == (np.uint8 if variant == "int8" else np.float32)
     shapes = [list(o["shape"]) for o in detector.interpreter.get_output_details()]
     assert shapes == [[1, 100, 4], [1, 100], [1, 100], [1]]  # boxes, classes, scores, count
-    frame = next(iter(eval_dataset(_val_records(exported_model)[1], 320, 1)))[0].numpy()[0]
+    frame = next(iter(eval_dataset(_val_records(exported_model)[1], LEARNING_SIZE, 1)))[0].numpy()[0]
     boxes, classes, scores, count = detector.detect_one(frame)
     assert 0 < count <= 100
     confident = boxes[:count][scores[:count] >= 0.3]  # normalised; weak edge boxes may overhang a little

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import os
 from pathlib import Path
 
@@ -13,7 +13,6 @@ from pipelines.errors import OdliteError
 from pipelines.pipeline_config import (
     ALIASES,
     COSINE,
-    add_config_verb,
     check_paths_resolved,
     load_pipeline_config,
     parse_pipeline_config,
@@ -21,7 +20,6 @@ from pipelines.pipeline_config import (
 )
 
 ZOO_NAME = "ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8.config"
-SHARED_ZOO = Path(__file__).resolve().parents[2] / "shared" / "reference" / ZOO_NAME
 ZOO = Path(__file__).resolve().parent / "data" / ZOO_NAME  # a copy, so a clean clone has it
 TOOTH = Path(__file__).resolve().parents[1] / "configs" / "ssd_mobilenet_v2_fpnlite_320x320.config"
 ZOO_TEXT = ZOO.read_text(encoding="utf-8")
@@ -56,10 +54,15 @@ def line_of(text: str, needle: str) -> int:
 # --- the zoo file --------------------------------------------------------------------------
 
 
-def test_copy_matches_shared_reference():
-    if not SHARED_ZOO.exists():
-        pytest.skip("../shared/reference is not beside this checkout")
-    assert ZOO.read_bytes() == SHARED_ZOO.read_bytes()
+def test_the_zoo_copies_are_the_files_users_download():
+    """tests/data/SHA256SUMS holds the digests of the zoo's own files (taken from the reference
+    copies users bring); an edit to a copy, which would make the zoo tests test something
+    else, fails here."""
+    data = Path(__file__).resolve().parent / "data"
+    sums = [line.split(maxsplit=1) for line in (data / "SHA256SUMS").read_text().splitlines() if line.strip()]
+    assert {name.strip() for _, name in sums} >= {ZOO_NAME, f"zoo_{ZOO_NAME.removesuffix('.config')}/pipeline.config"}
+    for digest, name in sums:
+        assert hashlib.sha256((data / name.strip()).read_bytes()).hexdigest() == digest, name
 
 
 def test_zoo_loads_unchanged_and_get_returns_its_values():
@@ -154,7 +157,8 @@ def test_supported_augmentations_and_ssd_random_crop_operations():
         (
             "  data_augmentation_options {\n    random_horizontal_flip {\n    }\n  }",
             "  data_augmentation_options { ssd_random_crop { } }\n"
-            "  data_augmentation_options { ssd_random_crop { operations { min_area: 0.1 max_area: 1.0 } } }\n"
+            "  data_augmentation_options { ssd_random_crop { operations {\n"
+            "    min_area: 0.1 max_area: 1.0 min_aspect_ratio: 0.5 max_aspect_ratio: 2.0 } } }\n"
             "  data_augmentation_options { random_adjust_brightness { max_delta: 0.1 } }\n"
             "  data_augmentation_options { random_adjust_contrast { } }\n"
             "  data_augmentation_options { random_adjust_hue { } }\n"
@@ -177,6 +181,9 @@ def test_supported_augmentations_and_ssd_random_crop_operations():
     assert steps[2][1] == {"max_delta": 0.1}
     assert steps[3][1] == {"min_delta": 0.8, "max_delta": 1.25}
     assert steps[5][1] == {"min_delta": 0.9, "max_delta": 1.25}
+    # An operation's ranges have no .proto default: left out they are 0, which no crop can meet.
+    found = problems(text.replace(" min_aspect_ratio: 0.5 max_aspect_ratio: 2.0", ""))
+    assert any("operations[0].max_aspect_ratio: must be more than 0.0, got 0.0 (left out" in p for p in found)
 
 
 def test_placeholder_paths_load_and_are_reported_when_training_needs_them():
@@ -752,10 +759,9 @@ def test_patch_config_rejects_bad_assignments_and_writes_nothing(tmp_path):
 
 
 def _cli():
-    parser = argparse.ArgumentParser(prog="odlite")
-    verbs = parser.add_subparsers(dest="verb", required=True)
-    add_config_verb(verbs)
-    return parser
+    from pipelines.cli import build_parser
+
+    return build_parser()
 
 
 def test_config_verb_end_to_end(tmp_path, capsys):

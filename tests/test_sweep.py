@@ -83,3 +83,19 @@ def test_shipped_grids_name_known_parameters(tmp_path):
             assignments = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in values.items()]
             patch_config(TOOTH_CONFIG, tmp_path / f"{path.stem}-{index}.config", assignments)
     assert len(read_grid(REPO / "configs" / "sweeps" / "tooth_grid.yaml").points()) == 64
+
+
+def test_tables_rank_points_by_map_whatever_order_they_finished_in(tmp_path):
+    from pipelines.sweep import write_tables
+
+    rows = [
+        {"point": "000-a", "classification_weight": 1.0, "AP": 0.41, "AP50": 0.90, "step": 600},
+        {"point": "001-b", "classification_weight": 2.0, "AP": 0.73, "AP50": 0.95, "step": 600},
+        {"point": "002-c", "classification_weight": 0.5, "AP": 0.12, "AP50": 0.30, "step": 600},
+    ]
+    write_tables(tmp_path, rows, ["classification_weight"])
+    with (tmp_path / "results.csv").open() as f:
+        ranked = list(csv.DictReader(f))
+    assert [(r["rank"], r["point"]) for r in ranked] == [("1", "001-b"), ("2", "000-a"), ("3", "002-c")]
+    table = (tmp_path / "results.md").read_text()
+    assert table.index("001-b") < table.index("000-a") < table.index("002-c")

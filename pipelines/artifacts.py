@@ -1,0 +1,63 @@
+"""The layout of the folders stages hand to each other: a model directory and an export folder.
+
+A model directory (``odlite train --model-dir``) holds ``pipeline.config`` (the config it
+was trained with) and TF2 checkpoints ``ckpt-N``. An export folder (``odlite export
+--out``) holds the SavedModel, the ``.tflite`` variants, ``labelmap.txt``, the config and
+``export.json``. Every stage that reads one finds its parts here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import tensorflow as tf
+
+from pipelines.errors import OdliteError
+
+CONFIG_NAME = "pipeline.config"
+LABELS_FILE = "labelmap.txt"
+EXPORT_REPORT = "export.json"
+
+
+def checkpoint_step(checkpoint: str) -> int:
+    """The step in a checkpoint prefix such as ``model/ckpt-400`` (0 for a name without one)."""
+    name = Path(checkpoint).name
+    return int(name.rsplit("-", 1)[1]) if "-" in name and name.rsplit("-", 1)[1].isdigit() else 0
+
+
+def latest_checkpoint(model_dir: Path) -> str:
+    checkpoint = tf.train.latest_checkpoint(str(model_dir))
+    if checkpoint is None:
+        raise OdliteError.at(model_dir, "no checkpoint here (train first: odlite train)")
+    return checkpoint
+
+
+def resolve_config(config_path, folder: Path) -> Path:
+    """``config_path`` when given, else the config saved in the model directory or export folder."""
+    if config_path:
+        return Path(config_path)
+    if (folder / CONFIG_NAME).exists():
+        return folder / CONFIG_NAME
+    raise OdliteError.at(folder, f"no {CONFIG_NAME} here; pass --config")
+
+
+def label_lines(labels: dict[int, str]) -> list[str]:
+    """labelmap.txt: line i names class index i, which is label-map id i + 1 ("???" for unused ids)."""
+    return [labels.get(i, "???") for i in range(1, max(labels) + 1)]
+
+
+def export_step(folder: Path) -> int | None:
+    """The checkpoint step an export was made from, if its export.json says."""
+    info = folder / EXPORT_REPORT
+    return json.loads(info.read_text()).get("step") if info.exists() else None
+
+
+def latest_export(root: Path = Path("exported")) -> Path:
+    """The most recently written ``exported/*/model_int8.tflite`` (or any .tflite there)."""
+    candidates = sorted(root.glob("*/model_int8.tflite"), key=lambda p: p.stat().st_mtime) or sorted(
+        root.glob("*/*.tflite"), key=lambda p: p.stat().st_mtime
+    )
+    if not candidates:
+        raise OdliteError.at(root, "no exported .tflite here; run odlite export first or pass --model")
+    return candidates[-1]

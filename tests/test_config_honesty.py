@@ -1,0 +1,339 @@
+"""Every pipeline.config leaf odlite accepts changes what is built or run, or is a listed no-op.
+
+The walk covers every scalar field that ``pipeline_schema.SUPPORTED`` reaches from the root.
+For each one it sets other values through ``PipelineConfig.set`` (the ``--set`` path) and
+compares what odlite then builds and runs: the network's weights and outputs, batch-norm
+statistics, detections, the losses, the training and evaluation inputs, the optimizer,
+the TFLite post-processing, the label map and the loops' settings. A leaf passes when one
+value changes one of those, when every other value is refused, or when ``NO_OPS`` lists it
+with a reason (and then nothing may change). So "honoured or refused" cannot drift: a new
+supported field that nothing reads fails here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+from conftest import LABEL_MAP, TOOTH_CONFIG
+
+from pipelines.errors import OdliteError
+from pipelines.evaluate import eval_dataset
+from pipelines.experiment import train_spec
+from pipelines.export import tflite_post_processing
+from pipelines.label_map import read_label_map
+from pipelines.model import build_model, normalize_pixels
+from pipelines.pipeline_config import parse_pipeline_config
+from pipelines.pipeline_schema import ENUMS, MESSAGES, NO_OPS, ROOT, SUPPORTED, message_spec
+from pipelines.train import detection_losses, make_optimizer, train_dataset
+
+INPUT_BATCHES = 12  # more than one epoch of the 16-image sample at batch 2: num_epochs shows
+SIZE = 128
+
+# Fields that only make sense set together (the config's own cross-checks say so).
+LINKED = {
+    "model.ssd.image_resizer.fixed_shape_resizer.height": ["model.ssd.image_resizer.fixed_shape_resizer.width"],
+    "model.ssd.image_resizer.fixed_shape_resizer.width": ["model.ssd.image_resizer.fixed_shape_resizer.height"],
+    "model.ssd.feature_extractor.fpn.min_level": ["model.ssd.anchor_generator.multiscale_anchor_generator.min_level"],
+    "model.ssd.feature_extractor.fpn.max_level": ["model.ssd.anchor_generator.multiscale_anchor_generator.max_level"],
+    "model.ssd.anchor_generator.multiscale_anchor_generator.min_level": ["model.ssd.feature_extractor.fpn.min_level"],
+    "model.ssd.anchor_generator.multiscale_anchor_generator.max_level": ["model.ssd.feature_extractor.fpn.max_level"],
+    "train_input_reader.label_map_path": ["eval_input_reader.label_map_path"],
+}
+
+INITIALIZER = """initializer {
+            random_normal_initializer {
+              stddev: 0.01
+              mean: 0.0
+            }
+          }"""
+COSINE_BLOCK = """cosine_decay_learning_rate {
+          learning_rate_base: 0.04
+          total_steps: 600
+          warmup_learning_rate: 0.01
+          warmup_steps: 50
+        }"""
+AUGMENTATION_STEPS = """data_augmentation_options { random_horizontal_flip { } }
+  data_augmentation_options { random_crop_image { } }
+  data_augmentation_options { ssd_random_crop { operations {
+    min_object_covered: 0.3 min_aspect_ratio: 0.5 max_aspect_ratio: 2.0 min_area: 0.1 max_area: 1.0
+    overlap_thresh: 0.3 random_coef: 0.15 } } }
+  data_augmentation_options { random_adjust_brightness { } }
+  data_augmentation_options { random_adjust_contrast { } }
+  data_augmentation_options { random_adjust_hue { } }
+  data_augmentation_options { random_adjust_saturation { } }
+  optimizer {"""
+
+
+def _replace_all(text: str, old: str, new: str) -> str:
+    flat = " ".join(text.split())
+    assert " ".join(old.split()) in flat, f"the tooth config no longer has {old.split()[0]}"
+    return flat.replace(" ".join(old.split()), new)
+
+
+def _bases(data: Path) -> dict[str, str]:
+    """The tooth config on the small sample, and variants that choose each other oneof member."""
+    text = re.sub(r"#.*", "", TOOTH_CONFIG.read_text())  # no comments: variants are made on one line
+    text = text.replace("data/tooth/train-*.tfrecord", f"{data}/train-*.tfrecord")
+    text = text.replace("data/tooth/val-*.tfrecord", f"{data}/val-*.tfrecord")
+    text = text.replace("label_maps/tooth_label_map.pbtxt", str(LABEL_MAP))
+    text = text.replace("height: 320", f"height: {SIZE}").replace("width: 320", f"width: {SIZE}")
+    text = text.replace("batch_size: 8", "batch_size: 2")
+    scaling = "initializer { variance_scaling_initializer { factor: 1.0 uniform: true mode: FAN_AVG } }"
+    # First the base with every augmentation (random_crop_image at its defaults, where its knobs
+    # show); the rest choose other oneof members.
+    return {
+        "every augmentation": " ".join(text.split()).replace(
+            " ".join(text[text.index("data_augmentation_options") : text.index("optimizer {") + 11].split()),
+            " ".join(AUGMENTATION_STEPS.split()),
+        ),
+        "tooth": text,
+        "truncated normal": _replace_all(
+            text, INITIALIZER, "initializer { truncated_normal_initializer { mean: 0.0 stddev: 0.03 } }"
+        ),
+        "variance scaling": _replace_all(text, INITIALIZER, scaling),
+        "constant rate": _replace_all(text, COSINE_BLOCK, "constant_learning_rate { learning_rate: 0.01 }"),
+    }
+
+
+def supported_leaves() -> list[str]:
+    """Every scalar field odlite accepts, by dotted path; a repeated block's index is ``[*]``."""
+    leaves = []
+
+    def walk(type_name: str, path: str) -> None:
+        for name in SUPPORTED[type_name]:
+            field = MESSAGES[type_name].fields[name]
+            step = f"{path}.{name}" if path else name
+            if field.kind != "message":
+                leaves.append(step)
+            else:
+                walk(field.type, f"{step}[*]" if field.repeated else step)
+
+    walk(ROOT, "")
+    return leaves
+
+
+def _field(path: str):
+    spec = message_spec(ROOT)
+    for part in path.replace("[*]", "").split("."):
+        field = spec.fields[part]
+        if field.kind == "message":
+            spec = message_spec(field.type)
+    return field
+
+
+def _candidates(path: str, value, field, alternatives: dict) -> list[str]:
+    """Other values for the leaf at ``path``, as ``--set`` text, most likely accepted first."""
+    if path in alternatives:
+        return alternatives[path]
+    if field.repeated and field.type == "float":
+        return [",".join(str(v) for v in [*value, 3.0]), ",".join(str(v) for v in value[:-1] or [1.5])]
+    if field.kind == "enum":
+        return [name for name in ENUMS[field.type] if name != value]
+    if field.type == "bool":
+        return ["false" if value else "true"]
+    if field.type in ("float", "double"):
+        options = [value * 2, value / 2, value + 0.1, value - 0.1, 0.3, 0.7, 1.0, 1.5, 3.0, 0.01]
+        return [repr(float(v)) for v in dict.fromkeys(options) if v != value]
+    if field.type == "string":
+        return ["something else"]
+    options = [value + 1, value - 1, value * 2, 1, 2, 4, 8]
+    return [str(v) for v in dict.fromkeys(options) if v != value and v >= 0]
+
+
+def _digest(*arrays) -> str:
+    """A short hash of tensors; floats rounded to 6 decimals, below which only summation order speaks."""
+    h = hashlib.sha256()
+    for item in tf.nest.flatten(arrays):
+        array = np.asarray(item)
+        if array.dtype.kind == "f":
+            array = np.round(array.astype(np.float64), 6)
+        h.update(str(array.shape).encode() + np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()[:16]
+
+
+class Behaviour:
+    """What odlite builds and runs for a config, as digests; the expensive parts are cached by their inputs."""
+
+    def __init__(self):
+        self.models: dict[str, tuple] = {}
+        self.inputs: dict[str, tuple] = {}
+        self.evals: dict[str, str] = {}
+
+    def model(self, spec):
+        key = repr(spec)
+        if key not in self.models:
+            tf_keras.utils.set_random_seed(0)
+            model = build_model(spec)
+            self.models[key] = (model, model.get_weights())
+        return self.models[key]
+
+    def train_input(self, spec):
+        m = spec.model
+        key = repr(
+            (m.input_size, m.min_level, m.max_level, m.anchor_scale, m.aspect_ratios, m.scales_per_octave,
+             m.box_coder_weights, m.num_classes, spec.matched_threshold, spec.unmatched_threshold, spec.max_boxes,
+             spec.augmentations, spec.train_paths, spec.shuffle, spec.num_epochs, spec.num_readers, spec.batch_size)
+        )  # fmt: skip
+        if key not in self.inputs:
+            tf_keras.utils.set_random_seed(0)
+            batches = list(train_dataset(spec, spec.batch_size, seed=0).take(INPUT_BATCHES))
+            self.inputs[key] = (batches, _digest([b[0] for b in batches], [b[1] for b in batches]) + f"/{len(batches)}")
+        return self.inputs[key]
+
+    def eval_input(self, spec) -> str:
+        key = repr((spec.eval_paths, spec.model.input_size, spec.eval_examples))
+        if key not in self.evals:
+            paths = sorted({f for p in spec.eval_paths for f in tf.io.gfile.glob(p)})
+            batches = list(eval_dataset(paths, spec.model.input_size, 4, spec.eval_examples))
+            self.evals[key] = _digest([b[0] for b in batches], [b[1]["image/object/class/label"] for b in batches])
+        return self.evals[key]
+
+    def of(self, text: str) -> dict:
+        """What is built and run, cheapest first, each as a function of nothing (so a caller can stop early)."""
+        spec = train_spec(parse_pipeline_config(text))
+        run = {}
+
+        def model_run():
+            if "run" not in run:
+                model, weights = self.model(spec.model)
+                model.set_weights(weights)
+                images, labels = self.train_input(spec)[0][0]
+                outputs = model(normalize_pixels(images), training=True)
+                run["run"] = (
+                    weights,
+                    outputs,
+                    model.get_weights(),
+                    detection_losses(spec, outputs, labels, model.losses),
+                    model(normalize_pixels(images), training=False),
+                )
+            return run["run"]
+
+        def optimizer():
+            made = make_optimizer(spec)
+            rates = []
+            for step in range(0, 2 * spec.num_steps, 7):
+                made.iterations.assign(step)
+                rates.append(float(made.learning_rate))
+            return json.dumps(made.get_config(), default=str, sort_keys=True) + repr(rates)
+
+        loops = (spec.num_steps, spec.max_evals, spec.fine_tune_checkpoint, spec.fine_tune_checkpoint_type)
+        return {
+            "loops": lambda: repr(loops),
+            "label map": lambda: repr(read_label_map(spec.label_map_path)),
+            "TFLite post-processing": lambda: repr(tflite_post_processing(spec.model)),
+            "optimizer": optimizer,
+            "evaluation input": lambda: self.eval_input(spec),
+            "training input": lambda: self.train_input(spec)[1],
+            "initial weights": lambda: _digest(model_run()[0]),
+            "training-mode outputs": lambda: _digest(model_run()[1]["cls_outputs"], model_run()[1]["box_outputs"]),
+            "batch-norm statistics after a step": lambda: _digest(model_run()[2]),
+            "losses": lambda: _digest(*(model_run()[3][k] for k in sorted(model_run()[3]))),
+            "detections": lambda: _digest(*(model_run()[4][k] for k in sorted(model_run()[4]))),
+        }
+
+
+def _evaluate(products: dict) -> dict[str, str]:
+    return {name: product() for name, product in products.items()}
+
+
+def _changes(products: dict, reference: dict[str, str], everything: bool) -> list[str]:
+    """The products that differ from ``reference``: the first one found, or all when ``everything``."""
+    changed = []
+    for name, product in products.items():
+        if product() != reference[name]:
+            changed.append(name)
+            if not everything:
+                break
+    return changed
+
+
+def _concrete(path: str, bases: dict[str, str]) -> tuple[str, str]:
+    """A base config and the leaf's path in it: the first base that writes the leaf's block (so a oneof
+    member's fields are tried where that member is chosen); blocks no base writes are created by ``set``."""
+    parent = path.rsplit(".", 1)[0]
+    for name, text in bases.items():
+        config = parse_pipeline_config(text)
+        for indices in itertools.product(range(8), repeat=parent.count("[*]")):
+            concrete = parent
+            for index in indices:
+                concrete = concrete.replace("[*]", f"[{index}]", 1)
+            if config.is_set(concrete):
+                return name, concrete + path[len(parent) :]
+    assert "[*]" not in path, f"no base config in this test writes the block of {path}: add one that does"
+    return next(iter(bases)), path
+
+
+@pytest.fixture(scope="module")
+def small_data(sample_src, tmp_path_factory) -> Path:
+    """The 16-image sample in 4 shards per split, so that reading files in parallel shows."""
+    from pipelines.convert import convert
+
+    out = tmp_path_factory.mktemp("shards") / "tooth"
+    convert(sample_src, out, label_map_path=LABEL_MAP, num_shards=4, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def alternatives(small_data, tmp_path_factory) -> dict[str, list[str]]:
+    other_map = tmp_path_factory.mktemp("maps") / "other.pbtxt"
+    other_map.write_text(LABEL_MAP.read_text().replace("caries", "lesion"))
+    return {
+        "train_input_reader.tf_record_input_reader.input_path": [f"{small_data}/val-*.tfrecord"],
+        "eval_input_reader.tf_record_input_reader.input_path": [f"{small_data}/train-*.tfrecord"],
+        "train_input_reader.label_map_path": [str(other_map)],
+        "eval_input_reader.label_map_path": [str(other_map)],
+        "train_config.fine_tune_checkpoint": ["zoo/checkpoint/ckpt-0"],
+        "train_config.fine_tune_checkpoint_type": ["detection", "full"],
+        "model.ssd.feature_extractor.type": ["ssd_mobilenet_v1_fpn_keras"],
+    }
+
+
+def test_every_leaf_is_honoured_refused_or_a_listed_no_op(small_data, alternatives):
+    bases = _bases(small_data)
+    behaviour = Behaviour()
+    reference = {name: _evaluate(behaviour.of(text)) for name, text in bases.items()}
+    again = Behaviour()  # nothing cached: the comparison itself must be deterministic
+    first = next(iter(bases))
+    assert _evaluate(again.of(bases[first])) == reference[first]
+    leaves = supported_leaves()
+    assert set(NO_OPS) <= {leaf.replace("[*]", "") for leaf in leaves}, "NO_OPS names a field odlite does not accept"
+    ignored, moved_no_ops, outcome = [], [], {}
+    for leaf in leaves:
+        base, path = _concrete(leaf, bases)
+        config = parse_pipeline_config(bases[base])
+        value = config.get(path)
+        changed = None
+        tried = 0
+        for candidate in _candidates(leaf.replace("[*]", ""), value, _field(leaf), alternatives):
+            variant = parse_pipeline_config(bases[base])
+            try:
+                variant.set_many([(p, candidate) for p in [path, *LINKED.get(path, [])]])
+            except OdliteError:
+                continue
+            tried += 1
+            changed = _changes(behaviour.of(variant.to_text()), reference[base], everything=leaf in NO_OPS)
+            if changed:
+                break
+        if leaf in NO_OPS:
+            outcome[leaf] = "no-op"
+            if changed:
+                moved_no_ops.append(f"{leaf} changes {changed}")
+        elif changed:
+            outcome[leaf] = f"changes {changed[0]}"
+        elif tried:
+            ignored.append(f"{leaf} (tried {tried} value(s); {base} config)")
+        else:
+            outcome[leaf] = "refused"
+    print(json.dumps(outcome, indent=1))
+    assert not ignored, "accepted but nothing changes; honour them, refuse them or add them to NO_OPS: " + (
+        "; ".join(ignored)
+    )
+    assert not moved_no_ops, "NO_OPS lists fields that do change something: " + "; ".join(moved_no_ops)
