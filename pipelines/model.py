@@ -374,9 +374,10 @@ class PerClassNms(detection_generator.MultilevelDetectionGenerator):
 
     def __call__(self, raw_boxes, raw_scores, anchor_boxes, image_shape, raw_attributes=None):
         decoded = super().__call__(raw_boxes, raw_scores, anchor_boxes, image_shape, raw_attributes)
+        # float32 under mixed precision too: the NMS kernel takes no float16.
         boxes, scores, classes, count = tf.image.combined_non_max_suppression(
-            decoded["decoded_boxes"],
-            decoded["decoded_box_scores"],
+            tf.cast(decoded["decoded_boxes"], tf.float32),
+            tf.cast(decoded["decoded_box_scores"], tf.float32),
             max_output_size_per_class=self.caps[0],
             max_total_size=self.caps[1],
             iou_threshold=self.thresholds[0],

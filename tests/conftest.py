@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,6 +223,22 @@ def tiny_config(tooth_data, tmp_path_factory) -> Path:
         **{"model.ssd.image_resizer.fixed_shape_resizer.height": 128},
         **{"model.ssd.image_resizer.fixed_shape_resizer.width": 128},
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_config, tmp_path_factory) -> Path:
+    """tiny_config trained 2 steps, checkpoints at 1 and 2: a model directory for the tests of resuming,
+    watching and sweeping. Tests that change it work on a copy (``copy_model``)."""
+    from pipelines.train import train
+
+    out = tmp_path_factory.mktemp("tiny-model") / "model"
+    train(tiny_config, out, num_steps=2, checkpoint_every=1, keep_checkpoints=2, seed=0, progress=False)
+    return out
+
+
+def copy_model(model_dir: Path, to: Path) -> Path:
+    shutil.copytree(model_dir, to)
+    return to
 
 
 @pytest.fixture(scope="session")

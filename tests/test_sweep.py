@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+from conftest import copy_model
 
 from pipelines.errors import OdliteError
 from pipelines.pipeline_config import load_pipeline_config, patch_config
@@ -18,17 +19,14 @@ grid:
 """
 
 
-def test_sweep_trains_each_point_ranks_them_and_resumes(tiny_config, tmp_path, capsys):
+def test_sweep_trains_each_point_ranks_them_and_resumes(tiny_config, tiny_model, tmp_path, capsys):
     grid = tmp_path / "grid.yaml"
     grid.write_text(GRID)
     out = tmp_path / "sweep"
     # A first run was interrupted in the middle of the first point, at step 2.
     first = out / point_name(0, {"classification_weight": 1.0})
     patch_config(tiny_config, first / "pipeline.config", ["num_steps=4", "classification_weight=1.0"])
-    from pipelines.train import train
-
-    train(first / "pipeline.config", first / "model", num_steps=2, progress=False)
-    capsys.readouterr()
+    copy_model(tiny_model, first / "model")  # the same network, stopped at step 2
 
     result = sweep(tiny_config, grid, out, progress=False)
     assert "resuming from" in capsys.readouterr().out  # the interrupted point went on from its checkpoint
