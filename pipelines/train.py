@@ -331,7 +331,8 @@ def train(
             if window_steps >= summary_every or step == total_steps:
                 elapsed = time.perf_counter() - window_start
                 rate = window_steps * spec.batch_size / max(elapsed, 1e-9)
-                learning_rate = float(optimizer.learning_rate)  # the schedule's value at this step
+                # The schedule's value at this step; under a strategy the optimizer's variables are mirrored.
+                learning_rate = float(optimizer.learning_rate.numpy())
                 for name, value in losses.items():
                     tf.summary.scalar(f"loss/{name}", value, step=step)
                 tf.summary.scalar("learning_rate", learning_rate, step=step)
