@@ -57,11 +57,11 @@ def test_detect_writes_a_picture_per_image_and_one_json(exported_model, photos, 
 def test_tflite_saved_model_and_checkpoint_agree(exported_model, trained_model, photos):
     rgb = np.asarray(Image.open(photos / "val_0.jpg").convert("RGB"))
     answers = {
-        kind: _strong(load_model(path)(rgb))
+        kind: load_model(path)(rgb)
         for kind, path in [("tflite", exported_model / "model.tflite"), ("saved_model", exported_model),
                            ("checkpoint", trained_model)]
     }  # fmt: skip
-    assert answers["tflite"], "nothing detected"
+    assert _strong(answers["tflite"]), "nothing detected"
     size = max(rgb.shape[:2])
 
     def close(a, b):
@@ -69,10 +69,12 @@ def test_tflite_saved_model_and_checkpoint_agree(exported_model, trained_model, 
         moved = max(abs(a.xmin - b.xmin), abs(a.ymin - b.ymin), abs(a.xmax - b.xmax), abs(a.ymax - b.ymax))
         return a.label == b.label and abs(a.score - b.score) < 0.05 and moved < 0.02 * size
 
+    # Each confident detection of one model is found by the other. "Confident" leaves a margin of
+    # the score tolerance, so that a box scoring 0.51 on one side and 0.49 on the other is no miss.
     for kind in ("saved_model", "checkpoint"):
-        assert sorted(f.label for f in answers[kind]) == sorted(f.label for f in answers["tflite"]), kind
-        for found in answers["tflite"]:
-            assert any(close(found, other) for other in answers[kind]), (kind, found)
+        for mine, theirs in ((answers["tflite"], answers[kind]), (answers[kind], answers["tflite"])):
+            for found in _strong(mine, 0.55):
+                assert any(close(found, other) for other in theirs), (kind, found)
 
 
 def test_exif_orientation_is_respected(exported_model, photos, tmp_path):
