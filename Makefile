@@ -22,8 +22,13 @@ PORT      ?= 8000
 SWEEP     ?= configs/sweeps/tooth_grid.yaml
 SWEEP_OUT ?= models/sweep-$(basename $(notdir $(SWEEP)))
 SET       ?=
+FRCNN_CONFIG ?= configs/faster_rcnn_resnet50_fpn_640.config
+FRCNN_DIR ?= models/tooth-frcnn
+FRCNN_DEMO_STEPS ?= 300
+FRCNN_DEMO_SIZE ?= 256
 
-.PHONY: help setup tools sample data inspect config train eval export-tflite package detect serve sweep demo test lint format bench clean
+.PHONY: help setup tools sample data inspect config train eval export-tflite export package detect serve sweep demo \
+	demo-frcnn sweep-backbones test lint format bench clean
 
 help:
 	@echo "make demo    - the whole pipeline on the embedded sample dataset"
@@ -36,11 +41,14 @@ help:
 	@echo "make train   - train CONFIG into MODEL_DIR=$(MODEL_DIR) (resumes; STEPS=N to stop early)"
 	@echo "make eval    - COCO metrics and report of the latest checkpoint in MODEL_DIR"
 	@echo "make export-tflite - SavedModel + TFLite fp32/fp16/int8 of MODEL_DIR in EXPORT_DIR, checked by MediaPipe"
+	@echo "make export  - the SavedModel (and for an SSD the TFLite models, unchecked) of MODEL_DIR in EXPORT_DIR"
 	@echo "make package - EXPORT_DIR.tar.gz with the models, labels, report and ANDROID.md"
 	@echo "make tools   - the MediaPipe venv ($(TOOLS)) that checks exported models"
 	@echo "make detect  - run MODEL (default EXPORT_DIR/model_int8.tflite) on IMAGES=$(IMAGES) into DETECT_OUT"
 	@echo "make serve   - the POST /tag service for MODEL (default: the newest export) on PORT=$(PORT)"
 	@echo "make sweep   - train and evaluate each point of SWEEP=$(SWEEP) into SWEEP_OUT"
+	@echo "make demo-frcnn - Faster R-CNN ResNet-50 FPN on the sample: train, eval, SavedModel, detect"
+	@echo "make sweep-backbones - ResNet-50 vs ResNet-101 and two input sizes, one factor at a time"
 	@echo "make bench   - benchmarks, written to $(BENCH_OUT)"
 
 # Re-installs only when pyproject.toml changes. tflite-support (the TFLite metadata writer) goes in
@@ -85,6 +93,9 @@ eval: setup
 export-tflite: setup tools
 	$(ODLITE) export --model-dir $(MODEL_DIR) --out $(EXPORT_DIR) --overwrite --mediapipe-python $(TOOLS)/bin/python
 
+export: setup
+	$(ODLITE) export --model-dir $(MODEL_DIR) --out $(EXPORT_DIR) --overwrite
+
 package: setup
 	$(ODLITE) package $(EXPORT_DIR)
 
@@ -105,6 +116,21 @@ demo: data inspect
 	$(ODLITE) eval --model-dir $(MODEL_DIR)-demo
 	$(MAKE) --no-print-directory export-tflite package MODEL_DIR=$(MODEL_DIR)-demo
 	$(MAKE) --no-print-directory detect MODEL_DIR=$(MODEL_DIR)-demo CLASSES=caries
+
+# The two-stage detector on the sample data, at FRCNN_DEMO_SIZE px for FRCNN_DEMO_STEPS steps (a CPU's budget;
+# the shipped config trains at 640), then served: make serve MODEL=exported/tooth-frcnn-demo/saved_model
+demo-frcnn: data
+	@mkdir -p $(dir $(FRCNN_DIR))
+	$(ODLITE) config $(FRCNN_CONFIG) --out $(FRCNN_DIR)-demo.config --overwrite --set num_steps=$(FRCNN_DEMO_STEPS) \
+		--set batch_size=4 --set min_dimension=$(FRCNN_DEMO_SIZE) --set max_dimension=$(FRCNN_DEMO_SIZE)
+	$(ODLITE) train --config $(FRCNN_DIR)-demo.config --model-dir $(FRCNN_DIR)-demo --seed 1
+	$(ODLITE) eval --model-dir $(FRCNN_DIR)-demo
+	$(MAKE) --no-print-directory export MODEL_DIR=$(FRCNN_DIR)-demo
+	$(MAKE) --no-print-directory detect MODEL=exported/$(notdir $(FRCNN_DIR))-demo/saved_model \
+		DETECT_OUT=detections/$(notdir $(FRCNN_DIR))-demo CLASSES=caries
+
+sweep-backbones: setup
+	$(ODLITE) sweep --config $(FRCNN_CONFIG) --grid configs/sweeps/backbones.yaml --out models/sweep-backbones
 
 lint: setup
 	$(BIN)/ruff check .

@@ -156,7 +156,7 @@ def cmd_export(args) -> int:
         args.out,
         checkpoint=args.checkpoint,
         calibration_images=args.calibration_images,
-        variants=tuple(args.variants.split(",")),
+        variants=tuple(args.variants.split(",")) if args.variants else None,
         tools_python=args.mediapipe_python,
         overwrite=args.overwrite,
         progress=progress,
@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", type=Path, required=True, help="checkpoint folder")
     p.add_argument("--out", type=Path, required=True, help="export folder, e.g. exported/tooth")
     p.add_argument("--checkpoint", help="checkpoint prefix (default: the latest in MODEL_DIR)")
-    p.add_argument("--variants", default="fp32,fp16,int8", help="comma-separated: fp32, fp16, int8")
+    p.add_argument("--variants", help="comma-separated TFLite models: fp32, fp16, int8 (default: all three; SSD only)")
     p.add_argument("--calibration-images", type=int, default=300, help="training images to calibrate int8 on")
     p.add_argument(
         "--mediapipe-python", type=Path, help="python of the MediaPipe tools venv (make tools): check each model"
@@ -324,10 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_detect)
 
     p = verbs.add_parser("serve", help="HTTP tag service: POST /tag an image, get labels, scores and boxes")
-    p.add_argument("--model", type=Path, help="a .tflite (default: the newest exported/*/model_int8.tflite)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="a .tflite or a SavedModel / export folder (default: the newest exported/*/model_int8.tflite)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--interpreters", type=int, default=2, help="LiteRT interpreters, i.e. requests inferring at once")
+    p.add_argument(
+        "--interpreters", type=int, default=2, help="requests inferring at once (LiteRT interpreters for a .tflite)"
+    )
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image")
     p.set_defaults(run=cmd_serve)
 

@@ -101,17 +101,17 @@ def _saved_model(path: Path) -> Model:
 
 def _checkpoint_model(path: Path) -> Model:
 
-    from pipelines.evaluate import checkpoint_detector
+    from pipelines.evaluate import checkpoint_detector, pipeline_input_size
     from pipelines.experiment import load_train_spec
     from pipelines.label_map import read_label_map
 
     spec = load_train_spec(resolve_config(None, path))
     detect = checkpoint_detector(spec, latest_checkpoint(path))
-    size = spec.model.input_size
+    size = pipeline_input_size(spec)
 
     def run(rgb):
-        resized = resize_to_input(rgb[None], size)
-        return (t.numpy()[0] for t in detect(resized))
+        batch = resize_to_input(rgb[None], size) if size else rgb[None]
+        return (t.numpy()[0] for t in detect(batch))
 
     return Model(path, label_lines(read_label_map(spec.label_map_path)), run, "checkpoint")
 

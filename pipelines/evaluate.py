@@ -25,9 +25,10 @@ from pycocotools.cocoeval import COCOeval
 from pipelines.artifacts import checkpoint_step, export_step, latest_checkpoint, resolve_config
 from pipelines.console import progress_bar
 from pipelines.errors import OdliteError
-from pipelines.experiment import TrainSpec, load_train_spec
+from pipelines.experiment import TrainSpec, build_network, load_train_spec
+from pipelines.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.label_map import read_label_map
-from pipelines.model import build_model, normalize_pixels
+from pipelines.model import normalize_pixels
 from pipelines.resize import resize_to_input
 from pipelines.tfrecord import feature_spec
 from pipelines.train import glob_inputs
@@ -46,15 +47,16 @@ class Detections:
     found: list[dict] = field(default_factory=list)  # image_id, box, label, score
 
 
-def eval_dataset(paths: list[str], input_size: int, batch_size: int, limit: int = 0) -> tf.data.Dataset:
-    """Validation records as (uint8 images resized to the model input, ground truth), in file order."""
+def eval_dataset(paths: list[str], input_size: int | None, batch_size: int, limit: int = 0) -> tf.data.Dataset:
+    """Validation records as (uint8 images resized to the model input, ground truth), in file order;
+    with no ``input_size``, the images as they are, one per batch (the detector resizes)."""
     spec = feature_spec()
     spec["image/object/is_crowd"] = tf.io.VarLenFeature(tf.int64)
 
     def parse(raw):
         ex = tf.io.parse_single_example(raw, spec)
         image = tf.io.decode_image(ex["image/encoded"], channels=3, expand_animations=False)
-        resized = resize_to_input(image, input_size)
+        resized = resize_to_input(image, input_size) if input_size else image
         dense = {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v for k, v in ex.items()}
         dense["image/height"], dense["image/width"] = tf.shape(image)[0], tf.shape(image)[1]
         return resized, dense
@@ -63,13 +65,28 @@ def eval_dataset(paths: list[str], input_size: int, batch_size: int, limit: int 
     if limit:
         dataset = dataset.take(limit)
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.padded_batch(batch_size).prefetch(2)
+    return dataset.padded_batch(batch_size if input_size else 1).prefetch(2)
+
+
+def pipeline_input_size(spec: TrainSpec) -> int | None:
+    """The size the input pipeline resizes to: SSD's square input; none for Faster R-CNN, whose
+    detector resizes (keeping the aspect ratio) and pads each image itself."""
+    return None if spec.model.kind == "faster_rcnn" else spec.model.input_size
 
 
 def checkpoint_detector(spec: TrainSpec, checkpoint: str):
-    """uint8 [N, S, S, 3] -> (normalised [ymin, xmin, ymax, xmax], scores, classes, count) from a checkpoint."""
-    model = build_model(spec.model)
+    """uint8 [N, S, S, 3] (S: ``pipeline_input_size``; any size for Faster R-CNN) -> (normalised
+    [ymin, xmin, ymax, xmax], scores, classes, count) from a checkpoint."""
+    model = build_network(spec.model)
     tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+    if spec.model.kind == "faster_rcnn":
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+        def detect_two_stage(images):
+            out = faster_rcnn_detect(model, spec.model, images)
+            return out["detection_boxes"], out["detection_scores"], out["detection_classes"], out["num_detections"]
+
+        return detect_two_stage
     size = float(spec.model.input_size)
 
     @tf.function
@@ -241,7 +258,8 @@ def score(
     labels = read_label_map(spec.label_map_path)
     paths = glob_inputs(spec.eval_paths, "eval_input_reader")
     start = time.perf_counter()
-    detections = run_detector(detect, paths, spec.model.input_size, batch_size, spec.eval_examples, progress)
+    size = pipeline_input_size(spec)
+    detections = run_detector(detect, paths, size, batch_size, spec.eval_examples, progress)
     seconds = time.perf_counter() - start
     metrics, evaluator = coco_evaluate(detections, labels)
     metrics.update(about, images=len(detections.images), images_per_second=len(detections.images) / seconds)
@@ -292,6 +310,8 @@ def evaluate_tflite(
 
     model = Path(model)
     spec = load_train_spec(resolve_config(config_path, model.parent))
+    if spec.model.kind != "ssd":
+        raise OdliteError.at(model, "TFLite models are exported for SSD only; this config is Faster R-CNN")
     detector = TFLiteDetector(model)
     if (detector.height, detector.width) != (spec.model.input_size,) * 2:
         raise OdliteError.at(

@@ -20,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.model import ConvParams, ModelSpec
+from pipelines.faster_rcnn import FasterRcnnSpec, build_faster_rcnn
+from pipelines.model import ConvParams, ModelSpec, build_model
 from pipelines.pipeline_config import PipelineConfig, View, load_pipeline_config
+from pipelines.pipeline_schema import FASTER_RCNN_TYPES
 
 _ACTIVATIONS = {"RELU_6": "relu6", "RELU": "relu", "NONE": "linear"}
 
@@ -38,7 +40,7 @@ class LearningRate:
 
 @dataclass
 class TrainSpec:
-    model: ModelSpec
+    model: ModelSpec | FasterRcnnSpec
     config: PipelineConfig
     batch_size: int
     num_steps: int
@@ -65,6 +67,7 @@ class TrainSpec:
     fine_tune_checkpoint_type: str = "classification"
     eval_examples: int = 0
     max_evals: int = 0  # eval_config.max_evals: evaluations of eval --watch; 0: no limit
+    use_bfloat16: bool = False  # train_config.use_bfloat16: Keras' mixed_bfloat16 policy
 
 
 def _conv_params(hyper: View) -> ConvParams:
@@ -127,6 +130,72 @@ def model_spec(config: PipelineConfig) -> ModelSpec:
     )
 
 
+def _head_params(config: PipelineConfig, path: str) -> ConvParams:
+    """The hyperparameters of the RPN conv or the box head's fully connected layers. Model Garden
+    batch-normalises both: without a batch_norm block of their own they take the feature extractor's
+    decay and epsilon."""
+    hyper = config.view()
+    for part in path.split("."):
+        hyper = getattr(hyper, part)
+    params = _conv_params(hyper)
+    if not config.is_set(f"{path}.batch_norm"):
+        extractor = _conv_params(config.view().model.faster_rcnn.feature_extractor.conv_hyperparams)
+        params.batch_norm_decay, params.batch_norm_epsilon = extractor.batch_norm_decay, extractor.batch_norm_epsilon
+    return params
+
+
+def faster_rcnn_spec(config: PipelineConfig) -> FasterRcnnSpec:
+    frcnn = config.view().model.faster_rcnn
+    extractor, fpn = frcnn.feature_extractor, frcnn.feature_extractor.fpn
+    resizer = frcnn.image_resizer
+    anchors = frcnn.first_stage_anchor_generator.multiscale_anchor_generator
+    predictor = frcnn.second_stage_box_predictor.mask_rcnn_box_predictor
+    nms = frcnn.second_stage_post_processing.batch_non_max_suppression
+    keep, fixed = resizer.keep_aspect_ratio_resizer, resizer.fixed_shape_resizer
+    return FasterRcnnSpec(
+        num_classes=int(frcnn.num_classes),
+        depth=FASTER_RCNN_TYPES[str(extractor.type)],
+        resizer="fixed_shape" if resizer.which() == "fixed_shape_resizer" else "keep_aspect_ratio",
+        min_dimension=int(keep.min_dimension),
+        max_dimension=int(keep.max_dimension),
+        pad_to_max_dimension=bool(keep.pad_to_max_dimension),
+        height=int(fixed.height),
+        width=int(fixed.width),
+        min_level=int(fpn.min_level),
+        max_level=int(fpn.max_level),
+        fpn_depth=int(fpn.additional_layer_depth),
+        extractor=_conv_params(extractor.conv_hyperparams),
+        override_backbone_hyperparams=bool(extractor.override_base_feature_extractor_hyperparams),
+        backbone_batch_norm_trainable=bool(extractor.batch_norm_trainable),
+        anchor_scale=float(anchors.anchor_scale),
+        aspect_ratios=[float(a) for a in anchors.aspect_ratios],
+        scales_per_octave=int(anchors.scales_per_octave),
+        clip_anchors=bool(frcnn.clip_anchors_to_image),
+        rpn=_head_params(config, "model.faster_rcnn.first_stage_box_predictor_conv_hyperparams"),
+        rpn_depth=int(frcnn.first_stage_box_predictor_depth),
+        rpn_minibatch=int(frcnn.first_stage_minibatch_size),
+        rpn_positive_fraction=float(frcnn.first_stage_positive_balance_fraction),
+        rpn_nms_iou=float(frcnn.first_stage_nms_iou_threshold),
+        rpn_score_threshold=float(frcnn.first_stage_nms_score_threshold),
+        max_proposals=int(frcnn.first_stage_max_proposals),
+        crop_size=int(frcnn.initial_crop_size),
+        maxpool_kernel=int(frcnn.maxpool_kernel_size),
+        maxpool_stride=int(frcnn.maxpool_stride),
+        fc=_head_params(config, "model.faster_rcnn.second_stage_box_predictor.mask_rcnn_box_predictor.fc_hyperparams"),
+        share_box_across_classes=bool(predictor.share_box_across_classes),
+        rois_per_image=int(frcnn.second_stage_batch_size),
+        roi_positive_fraction=float(frcnn.second_stage_balance_fraction),
+        score_threshold=float(nms.score_threshold),
+        iou_threshold=float(nms.iou_threshold),
+        max_detections_per_class=int(nms.max_detections_per_class),
+        max_detections=int(nms.max_total_detections),
+        rpn_localization_weight=float(frcnn.first_stage_localization_loss_weight),
+        rpn_objectness_weight=float(frcnn.first_stage_objectness_loss_weight),
+        localization_weight=float(frcnn.second_stage_localization_loss_weight),
+        classification_weight=float(frcnn.second_stage_classification_loss_weight),
+    )
+
+
 def _learning_rate(rate: View) -> LearningRate:
     if rate.which() == "constant_learning_rate":
         return LearningRate("constant", float(rate.constant_learning_rate.learning_rate))
@@ -141,20 +210,11 @@ def _learning_rate(rate: View) -> LearningRate:
     )
 
 
-def train_spec(config: PipelineConfig) -> TrainSpec:
-    view = config.view()
-    ssd, train, reader = view.model.ssd, view.train_config, view.train_input_reader
-    evaluation, eval_reader = view.eval_config, view.eval_input_reader
+def _ssd_losses(config: PipelineConfig) -> dict:
+    ssd = config.view().model.ssd
     focal, huber = ssd.loss.classification_loss.weighted_sigmoid_focal, ssd.loss.localization_loss.weighted_smooth_l1
     matcher = ssd.matcher.argmax_matcher
-    momentum = train.optimizer.momentum_optimizer
-    return TrainSpec(
-        model=model_spec(config),
-        config=config,
-        batch_size=int(train.batch_size),
-        num_steps=int(train.num_steps),
-        learning_rate=_learning_rate(momentum.learning_rate),
-        momentum=float(momentum.momentum_optimizer_value),
+    return dict(
         classification_weight=float(ssd.loss.classification_weight),
         localization_weight=float(ssd.loss.localization_weight),
         focal_alpha=float(focal.alpha),
@@ -164,6 +224,24 @@ def train_spec(config: PipelineConfig) -> TrainSpec:
         normalize_by_matches=bool(ssd.normalize_loss_by_num_matches),
         matched_threshold=float(matcher.matched_threshold),
         unmatched_threshold=float(matcher.unmatched_threshold),
+    )
+
+
+def train_spec(config: PipelineConfig) -> TrainSpec:
+    """The run the config describes; Faster R-CNN's losses live in its FasterRcnnSpec."""
+    view = config.view()
+    train, reader = view.train_config, view.train_input_reader
+    evaluation, eval_reader = view.eval_config, view.eval_input_reader
+    momentum = train.optimizer.momentum_optimizer
+    two_stage = config.which("model") == "faster_rcnn"
+    return TrainSpec(
+        model=faster_rcnn_spec(config) if two_stage else model_spec(config),
+        config=config,
+        batch_size=int(train.batch_size),
+        num_steps=int(train.num_steps),
+        learning_rate=_learning_rate(momentum.learning_rate),
+        momentum=float(momentum.momentum_optimizer_value),
+        **({} if two_stage else _ssd_losses(config)),
         max_boxes=int(train.max_number_of_boxes),
         augmentations=config.augmentations(),
         train_paths=list(reader.tf_record_input_reader.input_path),
@@ -176,7 +254,13 @@ def train_spec(config: PipelineConfig) -> TrainSpec:
         fine_tune_checkpoint_type=str(train.fine_tune_checkpoint_type or "classification"),
         eval_examples=int(evaluation.num_examples),
         max_evals=int(evaluation.max_evals),
+        use_bfloat16=bool(train.use_bfloat16),
     )
+
+
+def build_network(spec: ModelSpec | FasterRcnnSpec):
+    """The network a spec describes, built and initialised."""
+    return build_faster_rcnn(spec) if spec.kind == "faster_rcnn" else build_model(spec)
 
 
 def load_train_spec(path: str | Path) -> TrainSpec:

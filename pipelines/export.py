@@ -16,6 +16,9 @@ Two graphs are exported from the same weights:
   per-class NMS with the checkpoint's IoU, score threshold and detection limits, so
   the TFLite models are scored like for like with the checkpoint.
 
+A Faster R-CNN checkpoint exports the SavedModel alone, with the same serving signature
+(``TwoStageModule``): TFLite and the Android package are for the SSD, the phone model.
+
 The TFLite models take 0-255 pixels and normalise inside (float32 input for fp32 and
 fp16, uint8 for int8), so the metadata declares mean 0 and std 1 and a client feeds
 camera pixels unchanged.
@@ -45,9 +48,10 @@ from pipelines.artifacts import (
 from pipelines.atomic import atomic_folder
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
-from pipelines.experiment import TrainSpec, load_train_spec
+from pipelines.experiment import TrainSpec, build_network, load_train_spec
+from pipelines.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.label_map import read_label_map
-from pipelines.model import ModelSpec, build_model, normalize_pixels
+from pipelines.model import ModelSpec, normalize_pixels
 from pipelines.resize import resize_to_input
 from pipelines.train import glob_inputs
 
@@ -75,7 +79,7 @@ class DetectorModule(tf.Module):
     def __init__(self, spec: TrainSpec, checkpoint: str):
         super().__init__()
         self.spec = spec.model
-        model = build_model(self.spec)
+        model = build_network(self.spec)
         tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
         # Track the weights, not the Keras model: saving a Keras model traces every layer's call
         # for Keras' own loader, which took 60 of the 84 s of each TFLite conversion.
@@ -120,6 +124,36 @@ class DetectorModule(tf.Module):
         # The converter orders outputs by name; these names sort into the contract's order.
         names = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
         return {name: out[name] for name in names}
+
+
+class TwoStageModule(tf.Module):
+    """Faster R-CNN behind the SSD's serving signature: uint8 images of any size in, normalised boxes,
+    label-map classes, scores and count out (resized and padded inside, as in training)."""
+
+    def __init__(self, spec: TrainSpec, checkpoint: str):
+        super().__init__()
+        self.spec = spec.model
+        model = build_network(self.spec)
+        tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+        self.__dict__["model"] = model  # the weights are tracked, not the Keras model (see DetectorModule)
+        self.weights = list(model.variables)
+        self.serve = tf.function(
+            self._serve, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]
+        )
+
+    def _serve(self, images):
+        return faster_rcnn_detect(self.model, self.spec, images)
+
+
+def saved_model_detector(path: Path):
+    """A SavedModel's serving signature as ``evaluate.score`` calls a detector: one uint8 image batch in."""
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+
+    def detect(images):
+        out = serve(images=tf.cast(images, tf.uint8))
+        return out["detection_boxes"], out["detection_scores"], out["detection_classes"], out["num_detections"]
+
+    return detect
 
 
 def _calibration_images(spec: TrainSpec, count: int):
@@ -224,13 +258,15 @@ def export(
     out: str | Path,
     checkpoint: str | None = None,
     calibration_images: int = 300,
-    variants: tuple[str, ...] = tuple(VARIANTS),
+    variants: tuple[str, ...] | None = None,
     tools_python: str | Path | None = None,
     overwrite: bool = False,
     progress=print,
 ) -> ExportResult:
     """Write ``out/``: saved_model/, the TFLite variants with metadata, labelmap.txt, pipeline.config,
-    export.json and report.md (sizes, latency, metrics next to the checkpoint's, the MediaPipe check)."""
+    export.json and report.md (sizes, latency, metrics next to the checkpoint's, the MediaPipe check).
+
+    ``variants``: the TFLite models (default: all three for SSD; none for Faster R-CNN, which has none)."""
     from pipelines.tflite_metadata import add_metadata
 
     model_dir, out = Path(model_dir), Path(out)
@@ -238,6 +274,14 @@ def export(
     config_path = resolve_config(config_path, model_dir)
     spec = load_train_spec(config_path)
     checkpoint = checkpoint or latest_checkpoint(model_dir)
+    if spec.model.kind == "faster_rcnn":
+        if variants:
+            raise OdliteError(
+                "TFLite export is for the SSD (the phone model); a Faster R-CNN exports its SavedModel: "
+                "leave out --variants"
+            )
+        return _export_two_stage(spec, config_path, checkpoint, out, overwrite, progress)
+    variants = tuple(VARIANTS) if variants is None else variants
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise OdliteError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
@@ -276,6 +320,61 @@ def export(
     return ExportResult(out, report["step"], report)
 
 
+def _export_two_stage(spec: TrainSpec, config_path, checkpoint: str, out: Path, overwrite: bool, progress):
+    """saved_model/, labelmap.txt, pipeline.config, export.json and report.md, with the SavedModel scored
+    next to the checkpoint (they must agree: the same graph, resized the same way)."""
+    from pipelines.evaluate import checkpoint_detector, score
+
+    labels = read_label_map(spec.label_map_path)
+    module = TwoStageModule(spec, checkpoint)
+    step = checkpoint_step(checkpoint)
+    with atomic_folder(out, overwrite=overwrite) as tmp:
+        (tmp / LABELS_FILE).write_text("\n".join(label_lines(labels)) + "\n")
+        shutil.copyfile(config_path, tmp / CONFIG_NAME)
+        progress(f"saved_model <- {checkpoint} (Faster R-CNN: SavedModel only; TFLite is for the SSD)")
+        tf.saved_model.save(module, str(tmp / "saved_model"), signatures={"serving_default": module.serve})
+        progress("evaluating the checkpoint and the SavedModel")
+        about = {"checkpoint": checkpoint, "step": step}
+        reference = score(
+            checkpoint_detector(spec, checkpoint), spec, tmp / "eval" / "checkpoint", about, progress=False
+        )
+        saved = score(
+            saved_model_detector(tmp / "saved_model"),
+            spec,
+            tmp / "eval" / "saved_model",
+            {"model": str(out / "saved_model"), "step": step},
+            progress=False,
+        )
+        m = spec.model
+        report = {
+            "meta_architecture": "faster_rcnn",
+            "checkpoint": checkpoint,
+            "step": step,
+            "input_size": list(m.input_shape),
+            "labels": label_lines(labels),
+            "nms": {
+                "iou_threshold": m.iou_threshold,
+                "score_threshold": m.score_threshold,
+                "max_detections": m.max_detections,
+                "per_class": True,
+            },
+            "variants": {
+                "checkpoint": {k: reference[k] for k in ("AP", "AP50", "per_class")},
+                "saved_model": {"file": "saved_model", "AP": saved["AP"], "AP50": saved["AP50"]},
+            },
+        }
+        (tmp / EXPORT_REPORT).write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "report.md").write_text(
+            f"# Export of step {step} (Faster R-CNN)\n\n"
+            f"Checkpoint `{checkpoint}`: mAP@0.5:0.95 {reference['AP']:.3f}, mAP@0.5 {reference['AP50']:.3f}.\n"
+            f"SavedModel `saved_model/`: mAP@0.5:0.95 {saved['AP']:.3f}, mAP@0.5 {saved['AP50']:.3f}.\n\n"
+            "Serving signature `serving_default`: `images` uint8 [N, H, W, 3] of any size in; "
+            "`detection_boxes` (normalised ymin, xmin, ymax, xmax), `detection_classes` (label-map ids), "
+            "`detection_scores`, `num_detections` out. TFLite and the Android package are for the SSD.\n"
+        )
+    return ExportResult(out, step, report)
+
+
 def report_table(report: dict) -> list[list]:
     reference = report["variants"]["checkpoint"]
     rows = [["checkpoint", "", f"{reference['AP']:.3f}", f"{reference['AP50']:.3f}", "", "", ""]]
@@ -284,15 +383,16 @@ def report_table(report: dict) -> list[list]:
             continue
         check = entry.get("mediapipe")
         checked = "not run" if check is None else ("pass" if check["passed"] else "FAIL")
+        latency = entry.get("latency_ms")  # TFLite models only
         rows.append(
             [
                 entry["file"],
-                f"{entry['bytes'] / 1e6:.1f} MB",
+                f"{entry['bytes'] / 1e6:.1f} MB" if "bytes" in entry else "",
                 f"{entry['AP']:.3f} ({100 * (entry['AP'] - reference['AP']):+.1f})",
                 f"{entry['AP50']:.3f}",
-                f"{entry['latency_ms']['1_threads']:.1f}",
-                f"{entry['latency_ms']['2_threads']:.1f}",
-                checked,
+                f"{latency['1_threads']:.1f}" if latency else "",
+                f"{latency['2_threads']:.1f}" if latency else "",
+                checked if latency else "",
             ]
         )
     return rows

@@ -121,6 +121,7 @@ class ModelSpec:
 
     num_classes: int  # foreground classes, as in the label map
     input_size: int = 320
+    kind: str = field(default="ssd", init=False)
     min_level: int = 3
     max_level: int = 7
     depth_multiplier: float = 1.0
@@ -374,23 +375,29 @@ class PerClassNms(detection_generator.MultilevelDetectionGenerator):
 
     def __call__(self, raw_boxes, raw_scores, anchor_boxes, image_shape, raw_attributes=None):
         decoded = super().__call__(raw_boxes, raw_scores, anchor_boxes, image_shape, raw_attributes)
-        # float32 under mixed precision too: the NMS kernel takes no float16.
-        boxes, scores, classes, count = tf.image.combined_non_max_suppression(
-            tf.cast(decoded["decoded_boxes"], tf.float32),
-            tf.cast(decoded["decoded_box_scores"], tf.float32),
-            max_output_size_per_class=self.caps[0],
-            max_total_size=self.caps[1],
-            iou_threshold=self.thresholds[0],
-            score_threshold=self.thresholds[1],
-            clip_boxes=False,
-        )
-        # Class 0 is the background column, which decoding has dropped.
-        return {
-            "detection_boxes": boxes,
-            "detection_scores": scores,
-            "detection_classes": tf.cast(classes, tf.int32) + 1,
-            "num_detections": count,
-        }
+        return combined_nms(decoded["decoded_boxes"], decoded["decoded_box_scores"], *self.caps, *self.thresholds)
+
+
+def combined_nms(boxes, scores, per_class: int, total: int, iou_threshold: float, score_threshold: float) -> dict:
+    """TF's combined NMS on Model Garden's decoded boxes [N, boxes, classes or 1, 4] and foreground
+    scores [N, boxes, classes]: the detection outputs, classes counted from 1 (label-map ids)."""
+    # float32 under mixed precision too: the NMS kernel takes no float16.
+    boxes, scores, classes, count = tf.image.combined_non_max_suppression(
+        tf.cast(boxes, tf.float32),
+        tf.cast(scores, tf.float32),
+        max_output_size_per_class=per_class,
+        max_total_size=total,
+        iou_threshold=iou_threshold,
+        score_threshold=score_threshold,
+        clip_boxes=False,
+    )
+    # Class 0 is the background column, which decoding has dropped.
+    return {
+        "detection_boxes": boxes,
+        "detection_scores": scores,
+        "detection_classes": tf.cast(classes, tf.int32) + 1,
+        "num_detections": count,
+    }
 
 
 def detection_generator_for(spec: ModelSpec) -> detection_generator.MultilevelDetectionGenerator:

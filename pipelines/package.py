@@ -99,6 +99,10 @@ def package(export_dir: str | Path, out: str | Path | None = None) -> Path:
     if not info.exists():
         raise OdliteError.at(export_dir, "not an odlite export (no export.json); run odlite export first")
     report = json.loads(info.read_text())
+    if report.get("meta_architecture") == "faster_rcnn":
+        raise OdliteError.at(
+            export_dir, "a Faster R-CNN export (a SavedModel for servers); the Android package is for SSD"
+        )
     out = Path(out) if out else export_dir.with_name(export_dir.name + ".tar.gz")
     with tempfile.TemporaryDirectory() as folder, atomic_file(out) as staged:
         guide = Path(folder) / "ANDROID.md"

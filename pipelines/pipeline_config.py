@@ -42,21 +42,53 @@ _BATCH_NORMS = (
     "model.ssd.feature_extractor.conv_hyperparams.batch_norm",
 )
 _NMS = "model.ssd.post_processing.batch_non_max_suppression"
+FRCNN = "model.faster_rcnn"
+_FRCNN_NMS = f"{FRCNN}.second_stage_post_processing.batch_non_max_suppression"
+_FRCNN_ANCHORS = f"{FRCNN}.first_stage_anchor_generator.multiscale_anchor_generator"
+_FRCNN_HYPERPARAMS = (
+    f"{FRCNN}.feature_extractor.conv_hyperparams",
+    f"{FRCNN}.first_stage_box_predictor_conv_hyperparams",
+    f"{FRCNN}.second_stage_box_predictor.mask_rcnn_box_predictor.fc_hyperparams",
+)
+_META_ARCHITECTURES = ("model.ssd", FRCNN)
 
+# An alias sets its paths under the meta-architecture the file has (model.ssd or model.faster_rcnn).
 ALIASES: dict[str, list[str]] = {
-    "num_classes": ["model.ssd.num_classes"],
+    "num_classes": ["model.ssd.num_classes", f"{FRCNN}.num_classes"],
     "batch_size": ["train_config.batch_size"],
     "num_steps": ["train_config.num_steps", f"{COSINE}.total_steps"],
     "learning_rate_base": [f"{COSINE}.learning_rate_base"],
     "warmup_learning_rate": [f"{COSINE}.warmup_learning_rate"],
     "warmup_steps": [f"{COSINE}.warmup_steps"],
-    "classification_weight": ["model.ssd.loss.classification_weight"],
-    "localization_weight": ["model.ssd.loss.localization_weight"],
-    "iou_threshold": [f"{_NMS}.iou_threshold"],
-    "score_threshold": [f"{_NMS}.score_threshold"],
-    "aspect_ratios": ["model.ssd.anchor_generator.multiscale_anchor_generator.aspect_ratios"],
-    "batch_norm_decay": [f"{b}.decay" for b in _BATCH_NORMS],
-    "batch_norm_epsilon": [f"{b}.epsilon" for b in _BATCH_NORMS],
+    "classification_weight": [
+        "model.ssd.loss.classification_weight",
+        f"{FRCNN}.second_stage_classification_loss_weight",
+    ],
+    "localization_weight": ["model.ssd.loss.localization_weight", f"{FRCNN}.second_stage_localization_loss_weight"],
+    "iou_threshold": [f"{_NMS}.iou_threshold", f"{_FRCNN_NMS}.iou_threshold"],
+    "score_threshold": [f"{_NMS}.score_threshold", f"{_FRCNN_NMS}.score_threshold"],
+    "aspect_ratios": [
+        "model.ssd.anchor_generator.multiscale_anchor_generator.aspect_ratios",
+        f"{_FRCNN_ANCHORS}.aspect_ratios",
+    ],
+    "anchor_scale": [
+        "model.ssd.anchor_generator.multiscale_anchor_generator.anchor_scale",
+        f"{_FRCNN_ANCHORS}.anchor_scale",
+    ],
+    "batch_norm_decay": [f"{b}.decay" for b in _BATCH_NORMS]
+    + [f"{FRCNN}.feature_extractor.conv_hyperparams.batch_norm.decay"],
+    "batch_norm_epsilon": [f"{b}.epsilon" for b in _BATCH_NORMS]
+    + [f"{FRCNN}.feature_extractor.conv_hyperparams.batch_norm.epsilon"],
+    "backbone": [f"{FRCNN}.feature_extractor.type"],
+    "min_dimension": [f"{FRCNN}.image_resizer.keep_aspect_ratio_resizer.min_dimension"],
+    "max_dimension": [f"{FRCNN}.image_resizer.keep_aspect_ratio_resizer.max_dimension"],
+    "rpn_nms_iou": [f"{FRCNN}.first_stage_nms_iou_threshold"],
+    "proposals": [f"{FRCNN}.first_stage_max_proposals"],
+    "crop_size": [f"{FRCNN}.initial_crop_size"],
+    "rois_per_image": [f"{FRCNN}.second_stage_batch_size"],
+    "roi_positive_fraction": [f"{FRCNN}.second_stage_balance_fraction"],
+    "rpn_localization_weight": [f"{FRCNN}.first_stage_localization_loss_weight"],
+    "rpn_objectness_weight": [f"{FRCNN}.first_stage_objectness_loss_weight"],
     "fine_tune_checkpoint": ["train_config.fine_tune_checkpoint"],
     "train_input_path": ["train_input_reader.tf_record_input_reader.input_path"],
     "eval_input_path": ["eval_input_reader.tf_record_input_reader.input_path"],
@@ -314,7 +346,11 @@ class PipelineConfig:
 
     def _targets(self, name: str) -> list[str]:
         if name in ALIASES:
-            return [p for p in ALIASES[name] if p not in _ONLY_IF_PRESENT or self.is_set(_ONLY_IF_PRESENT[p])]
+            arch = next((a for a in _META_ARCHITECTURES if self.is_set(a)), None)
+            paths = [p for p in ALIASES[name] if not p.startswith("model.") or arch is None or p.startswith(arch + ".")]
+            if not paths:
+                raise OdliteError(f"{name}: the alias has no field under {arch}; set a dotted path instead")
+            return [p for p in paths if p not in _ONLY_IF_PRESENT or self.is_set(_ONLY_IF_PRESENT[p])]
         try:
             _resolve(name)
         except KeyError:
@@ -625,18 +661,22 @@ def _cross_checks(config: PipelineConfig) -> list[tuple[str, str]]:
             return False
 
     out = []
-    fpn = "model.ssd.feature_extractor.fpn"
-    anchors = "model.ssd.anchor_generator.multiscale_anchor_generator"
-    low, high = value(f"{fpn}.min_level"), value(f"{fpn}.max_level")
-    if present(fpn) and low is not None and high is not None and high < low:
-        out.append((f"{fpn}.max_level", f"must be at least min_level ({low}), got {high}"))
-    if present(fpn) and present(anchors):
-        for level in ("min_level", "max_level"):
-            mine, theirs = value(f"{anchors}.{level}"), value(f"{fpn}.{level}")
-            if mine is not None and theirs is not None and mine != theirs:
-                out.append(
-                    (f"{anchors}.{level}", f"must equal {fpn}.{level} ({theirs}): anchors sit on the FPN levels")
-                )
+    for arch, anchors in (
+        ("model.ssd", "model.ssd.anchor_generator.multiscale_anchor_generator"),
+        (FRCNN, _FRCNN_ANCHORS),
+    ):
+        fpn = f"{arch}.feature_extractor.fpn"
+        low, high = value(f"{fpn}.min_level"), value(f"{fpn}.max_level")
+        if present(fpn) and low is not None and high is not None and high < low:
+            out.append((f"{fpn}.max_level", f"must be at least min_level ({low}), got {high}"))
+        if present(fpn) and present(anchors):
+            for level in ("min_level", "max_level"):
+                mine, theirs = value(f"{anchors}.{level}"), value(f"{fpn}.{level}")
+                if mine is not None and theirs is not None and mine != theirs:
+                    out.append(
+                        (f"{anchors}.{level}", f"must equal {fpn}.{level} ({theirs}): anchors sit on the FPN levels")
+                    )
+    out += _ssd_checks(value, present) + _faster_rcnn_checks(value, present)
     resizer = "model.ssd.image_resizer.fixed_shape_resizer"
     height, width = value(f"{resizer}.height"), value(f"{resizer}.width")
     if present(resizer) and height is not None and width is not None and height != width:
@@ -689,6 +729,106 @@ def _cross_checks(config: PipelineConfig) -> list[tuple[str, str]]:
                 if low_name in params and params[low_name] > params[high_name]:
                     path = f"train_config.data_augmentation_options[{index}].{name}.{low_name}"
                     out.append((path, f"must be at most {high_name} ({params[high_name]}), got {params[low_name]}"))
+    return out
+
+
+def _ssd_checks(value, present) -> list[tuple[str, str]]:
+    """Where SSD takes less than the shared message types allow."""
+    if not present("model.ssd"):
+        return []
+    out = []
+    ssd = "model.ssd"
+    low = value(f"{ssd}.feature_extractor.fpn.min_level")
+    if present(f"{ssd}.feature_extractor.fpn") and low is not None and not 3 <= low <= 5:
+        out.append((f"{ssd}.feature_extractor.fpn.min_level", f"must be between 3 and 5, got {low}"))
+    for path, why in (
+        (f"{ssd}.image_resizer.keep_aspect_ratio_resizer", "only 'fixed_shape_resizer' for SSD"),
+        (f"{ssd}.box_predictor.mask_rcnn_box_predictor", "only 'weight_shared_convolutional_box_predictor' for SSD"),
+    ):
+        if present(path):
+            out.append((path, f"not supported: {why}"))
+    converter = f"{ssd}.post_processing.score_converter"
+    if present(f"{ssd}.post_processing") and value(converter) != "SIGMOID":
+        out.append(
+            (converter, "not supported: only 'SIGMOID' for SSD (its classification loss is a sigmoid focal loss)")
+        )
+    normalized = f"{ssd}.anchor_generator.multiscale_anchor_generator.normalize_coordinates"
+    if present(normalized) and value(normalized) is False:
+        out.append((normalized, "not supported: odlite's SSD anchors are always normalised"))
+    for hyper in (
+        f"{ssd}.feature_extractor.conv_hyperparams",
+        f"{ssd}.box_predictor.weight_shared_convolutional_box_predictor.conv_hyperparams",
+    ):
+        if present(hyper) and not present(f"{hyper}.batch_norm"):
+            out.append((f"{hyper}.batch_norm", "missing: every conv of odlite's SSD is batch-normalised"))
+        if present(f"{hyper}.op") and value(f"{hyper}.op") != "CONV":
+            out.append((f"{hyper}.op", "not supported: only CONV for conv_hyperparams"))
+    return out
+
+
+def _faster_rcnn_checks(value, present) -> list[tuple[str, str]]:
+    """Where Faster R-CNN takes less than the shared message types allow."""
+    if not present(FRCNN):
+        return []
+    out = []
+    converter = f"{FRCNN}.second_stage_post_processing.score_converter"
+    if present(f"{FRCNN}.second_stage_post_processing") and value(converter) != "SOFTMAX":
+        out.append((converter, "not supported: only 'SOFTMAX' for Faster R-CNN (its classifier is a softmax)"))
+    if value(f"{_FRCNN_NMS}.use_class_agnostic_nms"):
+        out.append((f"{_FRCNN_NMS}.use_class_agnostic_nms", "not supported: Faster R-CNN's NMS is per class"))
+    if present(_FRCNN_ANCHORS) and value(f"{_FRCNN_ANCHORS}.normalize_coordinates") is not False:
+        out.append(
+            (
+                f"{_FRCNN_ANCHORS}.normalize_coordinates",
+                "must be false for Faster R-CNN: its anchors are in pixels (the OD API default true does not apply)",
+            )
+        )
+    if present(f"{FRCNN}.second_stage_box_predictor.weight_shared_convolutional_box_predictor"):
+        out.append(
+            (
+                f"{FRCNN}.second_stage_box_predictor.weight_shared_convolutional_box_predictor",
+                "not supported: Faster R-CNN takes mask_rcnn_box_predictor",
+            )
+        )
+    for hyper in _FRCNN_HYPERPARAMS:
+        wanted = "FC" if hyper.endswith("fc_hyperparams") else "CONV"
+        if present(hyper) and value(f"{hyper}.op") != wanted:
+            out.append((f"{hyper}.op", f"not supported: only {wanted} here"))
+        norm = f"{hyper}.batch_norm"
+        if present(norm):
+            for name in ("scale", "center", "train"):
+                if value(f"{norm}.{name}") is not True:
+                    out.append(
+                        (
+                            f"{norm}.{name}",
+                            "must be true for Faster R-CNN: Model Garden's batch norms always "
+                            "scale, centre and train (the OD API default false does not apply)"
+                            if name == "scale"
+                            else "must be true for Faster R-CNN: Model Garden's batch norms always centre and train",
+                        )
+                    )
+    extractor_norm = f"{FRCNN}.feature_extractor.conv_hyperparams"
+    if present(extractor_norm) and not present(f"{extractor_norm}.batch_norm"):
+        out.append((f"{extractor_norm}.batch_norm", "missing: Model Garden's FPN is batch-normalised"))
+    fixed = f"{FRCNN}.image_resizer.fixed_shape_resizer"
+    top = value(f"{FRCNN}.feature_extractor.fpn.max_level") or 6
+    if present(fixed):
+        for side in ("height", "width"):
+            size = value(f"{fixed}.{side}")
+            if size is not None and size % 2**top:
+                out.append((f"{fixed}.{side}", f"must be a multiple of {2**top} (2^max_level of the FPN), got {size}"))
+    keep = f"{FRCNN}.image_resizer.keep_aspect_ratio_resizer"
+    if present(keep) and value(f"{keep}.pad_to_max_dimension") is not True:
+        out.append(
+            (
+                f"{keep}.pad_to_max_dimension",
+                "not supported: only true (batches, anchors and the exported graph need one input size; "
+                "the image is padded)",
+            )
+        )
+    low, high = value(f"{keep}.min_dimension"), value(f"{keep}.max_dimension")
+    if present(keep) and low is not None and high is not None and low > high:
+        out.append((f"{keep}.min_dimension", f"must be at most max_dimension ({high}), got {low}"))
     return out
 
 

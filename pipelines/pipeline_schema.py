@@ -1,12 +1,16 @@
 """What a ``pipeline.config`` may say: the OD API's schema, and the part of it odlite honours.
 
-``DECLARATIONS`` is the Object Detection API's ``TrainEvalPipelineConfig`` for SSD, taken
+``DECLARATIONS`` is the Object Detection API's ``TrainEvalPipelineConfig`` for SSD and
+Faster R-CNN, taken
 from tensorflow/models ``research/object_detection/protos/*.proto`` (names, types,
 defaults, enums, oneofs; comments and field numbers left out, as the text format names
 fields). Message types odlite never descends into are left undeclared: a field of such
 a type is known by name only, which is enough to say "not supported" rather than
 "unknown field". ``SUPPORTED`` is the table of what odlite honours, with the value
 restrictions; every other declared field is rejected with the reason from ``REASONS``.
+A message type shared by both meta-architectures has one rule per field here; where the
+two differ (SSD's resizer, Faster R-CNN's score converter), pipeline_config's cross-checks
+say which value each one takes.
 To support a field, add it to ``SUPPORTED`` (and its message to ``DECLARATIONS``).
 """
 
@@ -33,6 +37,60 @@ message DetectionModel {
     ExperimentalModel experimental_model;
     CenterNet center_net;
   }
+}
+
+message FasterRcnn {
+  optional int32 number_of_stages [default = 2];
+  optional int32 num_classes;
+  optional ImageResizer image_resizer;
+  optional FasterRcnnFeatureExtractor feature_extractor;
+  optional AnchorGenerator first_stage_anchor_generator;
+  optional int32 first_stage_atrous_rate [default = 1];
+  optional Hyperparams first_stage_box_predictor_conv_hyperparams;
+  optional int32 first_stage_box_predictor_kernel_size [default = 3];
+  optional int32 first_stage_box_predictor_depth [default = 512];
+  optional int32 first_stage_minibatch_size [default = 256];
+  optional float first_stage_positive_balance_fraction [default = 0.5];
+  optional float first_stage_nms_score_threshold [default = 0.0];
+  optional float first_stage_nms_iou_threshold [default = 0.7];
+  optional int32 first_stage_max_proposals [default = 300];
+  optional float first_stage_localization_loss_weight [default = 1.0];
+  optional float first_stage_objectness_loss_weight [default = 1.0];
+  optional int32 initial_crop_size;
+  optional int32 maxpool_kernel_size;
+  optional int32 maxpool_stride;
+  optional BoxPredictor second_stage_box_predictor;
+  optional int32 second_stage_batch_size [default = 64];
+  optional float second_stage_balance_fraction [default = 0.25];
+  optional PostProcessing second_stage_post_processing;
+  optional float second_stage_localization_loss_weight [default = 1.0];
+  optional float second_stage_classification_loss_weight [default = 1.0];
+  optional float second_stage_mask_prediction_loss_weight [default = 1.0];
+  optional HardExampleMiner hard_example_miner;
+  optional ClassificationLoss second_stage_classification_loss;
+  optional bool inplace_batchnorm_update [default = false];
+  optional bool use_matmul_crop_and_resize [default = false];
+  optional bool clip_anchors_to_image [default = false];
+  optional bool use_matmul_gather_in_matcher [default = false];
+  optional bool use_static_balanced_label_sampler [default = false];
+  optional bool use_static_shapes [default = false];
+  optional bool resize_masks [default = true];
+  optional bool use_static_shapes_for_eval [default = false];
+  optional bool use_partitioned_nms_in_first_stage [default = false];
+  optional bool return_raw_detections_during_predict [default = false];
+  optional bool output_final_box_features [default = false];
+  optional bool output_final_box_rpn_features [default = false];
+  optional Context context_config;
+}
+
+message FasterRcnnFeatureExtractor {
+  optional string type;
+  optional int32 first_stage_features_stride [default = 16];
+  optional bool batch_norm_trainable [default = false];
+  optional Hyperparams conv_hyperparams;
+  optional bool override_base_feature_extractor_hyperparams [default = false];
+  optional int32 pad_to_multiple [default = 32];
+  optional FeaturePyramidNetworks fpn;
 }
 
 message Ssd {
@@ -162,6 +220,15 @@ message ImageResizer {
   }
 }
 
+message KeepAspectRatioResizer {
+  optional int32 min_dimension [default = 600];
+  optional int32 max_dimension [default = 1024];
+  optional ResizeType resize_method [default = BILINEAR];
+  optional bool pad_to_max_dimension [default = false];
+  optional bool convert_to_grayscale [default = false];
+  repeated float per_channel_pad_value;
+}
+
 message FixedShapeResizer {
   optional int32 height [default = 300];
   optional int32 width [default = 300];
@@ -176,6 +243,23 @@ message BoxPredictor {
     RfcnBoxPredictor rfcn_box_predictor;
     WeightSharedConvolutionalBoxPredictor weight_shared_convolutional_box_predictor;
   }
+}
+
+message MaskRCNNBoxPredictor {
+  optional Hyperparams fc_hyperparams;
+  optional bool use_dropout [default = false];
+  optional float dropout_keep_probability [default = 0.5];
+  optional int32 box_code_size [default = 4];
+  optional Hyperparams conv_hyperparams;
+  optional bool predict_instance_masks [default = false];
+  optional int32 mask_prediction_conv_depth [default = 256];
+  optional bool predict_keypoints [default = false];
+  optional int32 mask_height [default = 15];
+  optional int32 mask_width [default = 15];
+  optional int32 mask_prediction_num_conv_layers [default = 2];
+  optional bool masks_are_class_agnostic [default = false];
+  optional bool share_box_across_classes [default = false];
+  optional bool convolve_then_upsample_masks [default = false];
 }
 
 message WeightSharedConvolutionalBoxPredictor {
@@ -661,6 +745,23 @@ def _square_size(value) -> str | None:
     return None
 
 
+FASTER_RCNN_TYPES = {
+    "faster_rcnn_resnet50_fpn_keras": 50,
+    "faster_rcnn_resnet101_fpn_keras": 101,
+    "faster_rcnn_resnet152_fpn_keras": 152,
+}
+
+
+def _faster_rcnn_type(value) -> str | None:
+    if value in FASTER_RCNN_TYPES:
+        return None
+    shown = ", ".join(_show(t) for t in FASTER_RCNN_TYPES)
+    fpn = str(value).replace("_keras", "_fpn_keras")
+    if fpn in FASTER_RCNN_TYPES:
+        return f"not supported: odlite's Faster R-CNN has an FPN; use {_show(fpn)} (the FPN variant)"
+    return f"not supported: only {shown}"
+
+
 AUGMENTATIONS = (
     "random_horizontal_flip",
     "random_crop_image",
@@ -680,7 +781,48 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "eval_config": OK,
         "eval_input_reader": REQUIRED,
     },
-    "DetectionModel": {"ssd": OK},
+    "DetectionModel": {"ssd": OK, "faster_rcnn": OK},
+    "FasterRcnn": {
+        "number_of_stages": Rule(only(2, why="odlite trains and runs both stages")),
+        "num_classes": Rule(between(1), required=True),
+        "image_resizer": REQUIRED,
+        "feature_extractor": REQUIRED,
+        "first_stage_anchor_generator": REQUIRED,
+        "first_stage_atrous_rate": Rule(only(1, why="the FPN variants convolve without dilation")),
+        "first_stage_box_predictor_conv_hyperparams": REQUIRED,
+        "first_stage_box_predictor_kernel_size": Rule(only(3, why="Model Garden's RPN head convolves 3x3")),
+        "first_stage_box_predictor_depth": Rule(between(1)),
+        "first_stage_minibatch_size": Rule(between(1)),
+        "first_stage_positive_balance_fraction": Rule(above(0.0, 1.0)),
+        "first_stage_nms_score_threshold": Rule(between(0.0, 1.0)),
+        "first_stage_nms_iou_threshold": Rule(above(0.0, 1.0)),
+        "first_stage_max_proposals": Rule(between(1)),
+        "first_stage_localization_loss_weight": Rule(between(0.0)),
+        "first_stage_objectness_loss_weight": Rule(between(0.0)),
+        "initial_crop_size": Rule(between(1), required=True),
+        "maxpool_kernel_size": Rule(between(1), required=True),
+        "maxpool_stride": Rule(between(1), required=True),
+        "second_stage_box_predictor": REQUIRED,
+        "second_stage_batch_size": Rule(between(1)),
+        "second_stage_balance_fraction": Rule(above(0.0, 1.0)),
+        "second_stage_post_processing": REQUIRED,
+        "second_stage_localization_loss_weight": Rule(between(0.0)),
+        "second_stage_classification_loss_weight": Rule(between(0.0)),
+        "inplace_batchnorm_update": OK,
+        "use_matmul_crop_and_resize": OK,
+        "clip_anchors_to_image": OK,
+        "use_matmul_gather_in_matcher": OK,
+        "use_static_balanced_label_sampler": OK,
+        "use_static_shapes": OK,
+        "use_static_shapes_for_eval": OK,
+    },
+    "FasterRcnnFeatureExtractor": {
+        "type": Rule(_faster_rcnn_type, required=True),
+        "batch_norm_trainable": OK,
+        "conv_hyperparams": REQUIRED,
+        "override_base_feature_extractor_hyperparams": OK,
+        "fpn": REQUIRED,
+    },
     "Ssd": {
         "num_classes": Rule(between(1), required=True),
         "image_resizer": REQUIRED,
@@ -707,9 +849,9 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "use_depthwise": OK,
         "fpn": REQUIRED,
     },
-    "FeaturePyramidNetworks": {
-        "min_level": Rule(between(3, 5)),
-        "max_level": Rule(between(3, 7)),
+    "FeaturePyramidNetworks": {  # SSD's levels start at 3: a cross-check
+        "min_level": Rule(between(2, 5)),
+        "max_level": Rule(between(2, 7)),
         "additional_layer_depth": Rule(between(1)),
     },
     "BoxCoder": {"faster_rcnn_box_coder": OK},
@@ -732,10 +874,22 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "anchor_scale": Rule(between(0.5)),
         "aspect_ratios": Rule(between(0.05, 20.0)),
         "scales_per_octave": Rule(between(1, 8)),
+        "normalize_coordinates": OK,  # SSD's are normalised, Faster R-CNN's in pixels: a cross-check
     },
-    "ImageResizer": {"fixed_shape_resizer": OK},
+    "ImageResizer": {"fixed_shape_resizer": OK, "keep_aspect_ratio_resizer": OK},  # SSD: fixed only
+    "KeepAspectRatioResizer": {
+        "min_dimension": Rule(between(32, 2048)),
+        "max_dimension": Rule(between(32, 2048)),
+        "pad_to_max_dimension": OK,  # only true: a cross-check
+    },
     "FixedShapeResizer": {"height": Rule(_square_size), "width": Rule(_square_size)},
-    "BoxPredictor": {"weight_shared_convolutional_box_predictor": OK},
+    "BoxPredictor": {"weight_shared_convolutional_box_predictor": OK, "mask_rcnn_box_predictor": OK},
+    "MaskRCNNBoxPredictor": {
+        "fc_hyperparams": REQUIRED,
+        "use_dropout": Rule(only(False, why="Model Garden's box head has no dropout")),
+        "dropout_keep_probability": OK,
+        "share_box_across_classes": OK,
+    },
     "WeightSharedConvolutionalBoxPredictor": {
         "conv_hyperparams": REQUIRED,
         "num_layers_before_predictor": Rule(between(0, 8)),
@@ -748,10 +902,11 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "apply_conv_hyperparams_pointwise": OK,
     },
     "Hyperparams": {
+        "op": OK,  # CONV, or FC for fc_hyperparams: a cross-check
         "regularizer": REQUIRED,
         "initializer": REQUIRED,
         "activation": Rule(only("RELU_6", "RELU", "NONE")),
-        "batch_norm": REQUIRED,  # every conv of FPNLite is batch-normalised (the zoo configs all say so)
+        "batch_norm": OK,  # required where odlite's layers are batch-normalised: a cross-check
     },
     "Regularizer": {"l2_regularizer": OK},
     "L2Regularizer": {"weight": Rule(between(0.0))},
@@ -782,7 +937,7 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
     "WeightedSmoothL1LocalizationLoss": {"delta": Rule(between(0.0))},
     "PostProcessing": {
         "batch_non_max_suppression": OK,
-        "score_converter": Rule(only("SIGMOID", why="the classification loss is a sigmoid focal loss")),
+        "score_converter": Rule(only("SIGMOID", "SOFTMAX")),  # SSD: sigmoid, Faster R-CNN: softmax
     },
     "BatchNonMaxSuppression": {
         "score_threshold": Rule(between(0.0, 1.0)),
@@ -803,7 +958,7 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "replicas_to_aggregate": Rule(between(1)),
         "max_number_of_boxes": Rule(between(1)),
         "unpad_groundtruth_tensors": OK,
-        "use_bfloat16": Rule(only(False, why="odlite trains in float32")),
+        "use_bfloat16": OK,  # Keras' mixed_bfloat16 policy
         "optimizer": REQUIRED,
         "data_augmentation_options": OK,
     },
@@ -872,6 +1027,20 @@ NO_OPS: dict[str, str] = {
     "Keras batch norm always updates its statistics in place",
     "model.ssd.matcher.argmax_matcher.use_matmul_gather": "a speed choice for TPUs (gather by matrix "
     "product); the match is the same",
+    "model.faster_rcnn.inplace_batchnorm_update": "TF1 graph mode's choice of where batch-norm updates run; "
+    "Keras batch norm always updates its statistics in place",
+    "model.faster_rcnn.use_matmul_crop_and_resize": "a speed choice for TPUs (crop by matrix product); "
+    "Model Garden's RoI align gives the same crops",
+    "model.faster_rcnn.use_matmul_gather_in_matcher": "a speed choice for TPUs (gather by matrix product); "
+    "the match is the same",
+    "model.faster_rcnn.use_static_balanced_label_sampler": "a TPU-friendly form of the same sampling; "
+    "Model Garden's samplers are static-shaped already",
+    "model.faster_rcnn.use_static_shapes": "TPU padding; odlite's inputs, proposals and detections always "
+    "have static shapes",
+    "model.faster_rcnn.use_static_shapes_for_eval": "TPU padding; odlite's inputs, proposals and detections "
+    "always have static shapes",
+    "model.faster_rcnn.second_stage_box_predictor.mask_rcnn_box_predictor.dropout_keep_probability": "used "
+    "only with use_dropout, which odlite refuses",
     "train_config.sync_replicas": "TF1's SyncReplicasOptimizer; tf.distribute replicas are always synchronous",
     "train_config.replicas_to_aggregate": "TF1's SyncReplicasOptimizer; tf.distribute averages every replica",
     "train_config.unpad_groundtruth_tensors": "TF1 input padding; odlite pads and masks ground truth itself",
@@ -904,18 +1073,24 @@ CHOICES = {
 # Why a field is not supported: "Message.field" first, then "Message", then DEFAULT_REASON.
 REASONS: dict[str, str] = {
     "TrainEvalPipelineConfig.graph_rewriter": "odlite quantizes at export, not with graph rewriting",
-    "DetectionModel": "only 'ssd' (odlite trains SSD MobileNetV2 FPNLite)",
+    "DetectionModel": "only 'ssd' (SSD MobileNetV2 FPNLite) and 'faster_rcnn' (ResNet-FPN)",
+    "FasterRcnn": "odlite's Faster R-CNN has no equivalent",
+    "FasterRcnn.second_stage_classification_loss": "Model Garden's Faster R-CNN trains with softmax "
+    "cross-entropy, the OD API's default",
+    "FasterRcnnFeatureExtractor": "odlite's ResNet-FPN feature extractor has no equivalent",
+    "KeepAspectRatioResizer": "odlite resizes RGB images bilinearly",
+    "MaskRCNNBoxPredictor": "odlite's Faster R-CNN predicts boxes, not masks or keypoints",
     "Ssd": "odlite's SSD has no equivalent",
     "SsdFeatureExtractor": "odlite's MobileNetV2 FPNLite backbone has no equivalent",
     "SsdFeatureExtractor.bifpn": "only 'fpn' (FPNLite)",
     "BoxCoder": "only 'faster_rcnn_box_coder'",
     "Matcher": "only 'argmax_matcher'",
     "RegionSimilarityCalculator": "only 'iou_similarity'",
-    "AnchorGenerator": "only 'multiscale_anchor_generator'",
-    "MultiscaleAnchorGenerator.normalize_coordinates": "odlite's anchors are always normalised",
-    "ImageResizer": "only 'fixed_shape_resizer'",
+    "AnchorGenerator": "only 'multiscale_anchor_generator' (anchors on each FPN level)",
+    "ImageResizer": "only 'fixed_shape_resizer' and 'keep_aspect_ratio_resizer'",
     "FixedShapeResizer": "odlite resizes RGB images bilinearly",
-    "BoxPredictor": "only 'weight_shared_convolutional_box_predictor'",
+    "BoxPredictor": "only 'weight_shared_convolutional_box_predictor' (SSD) and 'mask_rcnn_box_predictor' "
+    "(Faster R-CNN)",
     "WeightSharedConvolutionalBoxPredictor": "odlite's shared box predictor has no equivalent",
     "Hyperparams": "odlite's conv layers have no equivalent",
     "Hyperparams.group_norm": "only 'batch_norm'",

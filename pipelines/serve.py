@@ -1,9 +1,11 @@
-"""The tag service: an exported .tflite behind ``POST /tag`` (FastAPI, served by uvicorn).
+"""The tag service: an exported .tflite or SavedModel behind ``POST /tag`` (FastAPI, served by uvicorn).
 
 LiteRT interpreters are not thread-safe, so the app keeps a pool of them, each with its
 own interpreter, and a request borrows one for the length of its inference; FastAPI runs
 the (synchronous) handler in its thread pool, so up to ``pool`` requests infer at once and
-the rest wait for a free interpreter. A bad request gets a 4xx with the reason: no file
+the rest wait for a free interpreter. A SavedModel (the SSD's, or Faster R-CNN's: the
+server-side detector) is loaded once and shared: TensorFlow runs one graph from many
+threads, and the pool then only caps how many requests infer at once. A bad request gets a 4xx with the reason: no file
 (422, from FastAPI's validation), not an image (415), a corrupt or empty one (400), a
 body over the limit (413), an unknown class (400).
 """
@@ -29,11 +31,13 @@ class ModelPool:
     """``size`` copies of the model, each with its own interpreter; ``borrow`` blocks until one is free."""
 
     def __init__(self, path: Path, size: int):
-        if path.suffix != ".tflite":
-            raise OdliteError.at(path, "serve takes an exported .tflite")
+        saved_model = (path / "saved_model.pb").exists() or (path / "saved_model" / "saved_model.pb").exists()
+        if path.suffix != ".tflite" and not saved_model:
+            raise OdliteError.at(path, "serve takes an exported .tflite or SavedModel (a folder from odlite export)")
         self.models: queue.Queue[Model] = queue.Queue()
+        shared = load_model(path) if saved_model else None
         for _ in range(max(1, size)):
-            self.models.put(load_model(path))
+            self.models.put(shared or load_model(path))
         self.size = max(1, size)
         first = self.models.queue[0]
         self.path, self.labels = first.path, first.labels

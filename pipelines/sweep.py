@@ -8,6 +8,13 @@ such as ``batch_size`` or dotted paths)::
     grid:                       # every combination is one point
       batch_size: [8, 16]
       aspect_ratios: [[1.0, 2.0, 0.5], [1.0, 3.0, 0.333]]
+    points:                     # and/or points listed one by one (one factor at a time)
+      - {backbone: faster_rcnn_resnet50_fpn_keras}
+      - {backbone: faster_rcnn_resnet101_fpn_keras}
+      - {min_dimension: 800, max_dimension: 800}
+
+A file has ``grid:``, ``points:`` or both (the listed points first); all of them are
+ranked in one table, where a parameter a point leaves alone reads ``base``.
 
 Each point gets ``OUT/<name>/`` with its pipeline.config, its model folder and its
 evaluation; ``result.json`` is written last and marks the point done. A rerun skips
@@ -32,15 +39,23 @@ from pipelines.atomic import write_text_atomically
 from pipelines.errors import OdliteError
 from pipelines.pipeline_config import patch_config
 
+BASE = "base"  # a parameter a listed point leaves as the base config has it
+
 
 @dataclass
 class Grid:
     fixed: dict
     grid: dict[str, list]
+    listed: list[dict] = field(default_factory=list)
 
     def points(self) -> list[dict]:
         names = list(self.grid)
-        return [dict(zip(names, values)) for values in itertools.product(*(self.grid[n] for n in names))]
+        combined = [dict(zip(names, values)) for values in itertools.product(*(self.grid[n] for n in names))]
+        return [*self.listed, *(combined if names else [])]
+
+    @property
+    def parameters(self) -> list[str]:
+        return list(dict.fromkeys([name for point in self.listed for name in point] + list(self.grid)))
 
 
 def read_grid(path: str | Path) -> Grid:
@@ -53,18 +68,28 @@ def read_grid(path: str | Path) -> Grid:
         mark = getattr(error, "problem_mark", None)
         where = f"{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise OdliteError.at(path, f"not valid YAML: {getattr(error, 'problem', error)}", where) from None
-    if not isinstance(data, dict) or not isinstance(data.get("grid"), dict) or not data["grid"]:
-        raise OdliteError.at(path, "expected a mapping with a non-empty 'grid:' of parameter: [values]")
-    unknown = sorted(set(data) - {"grid", "fixed"})
+    expected = "a mapping with a non-empty 'grid:' of parameter: [values] and/or 'points:', a list of settings"
+    if not isinstance(data, dict) or not (data.get("grid") or data.get("points")):
+        raise OdliteError.at(path, f"expected {expected}")
+    unknown = sorted(set(data) - {"grid", "points", "fixed"})
     if unknown:
-        raise OdliteError.at(path, f"unknown key(s) {', '.join(unknown)}; expected 'grid' and optionally 'fixed'")
-    for name, values in data["grid"].items():
+        raise OdliteError.at(path, f"unknown key(s) {', '.join(unknown)}; expected 'grid', 'points' and 'fixed'")
+    grid = data.get("grid") or {}
+    if not isinstance(grid, dict):
+        raise OdliteError.at(path, "'grid' must be a mapping of parameter: [values]", "grid")
+    for name, values in grid.items():
         if not isinstance(values, list) or not values:
             raise OdliteError.at(path, f"'{name}' needs a non-empty list of values", f"grid.{name}")
+    listed = data.get("points") or []
+    if not isinstance(listed, list):
+        raise OdliteError.at(path, "'points' must be a list of settings, e.g. - {backbone: ...}", "points")
+    for index, point in enumerate(listed):
+        if not isinstance(point, dict) or not point:
+            raise OdliteError.at(path, "each point is a non-empty mapping of parameter: value", f"points[{index}]")
     fixed = data.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise OdliteError.at(path, "'fixed' must be a mapping of parameter: value", "fixed")
-    return Grid(fixed, data["grid"])
+    return Grid(fixed, grid, listed)
 
 
 def _text(value) -> str:
@@ -127,8 +152,8 @@ def sweep(
         write_text_atomically(done, json.dumps(row, indent=2) + "\n")
         result.rows.append(row)
         say(f"    mAP@0.5:0.95 {metrics['AP']:.3f}  mAP@0.5 {metrics['AP50']:.3f}")
-        write_tables(out, result.rows, list(grid.grid))
-    write_tables(out, result.rows, list(grid.grid))
+        write_tables(out, result.rows, grid.parameters)
+    write_tables(out, result.rows, grid.parameters)
     return result
 
 
@@ -141,12 +166,12 @@ def write_tables(out: Path, rows: list[dict], parameters: list[str]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for rank, row in enumerate(ranked, start=1):
-        writer.writerow({**row, "rank": rank})
+        writer.writerow({**{p: BASE for p in parameters}, **row, "rank": rank})
     write_text_atomically(out / "results.csv", buffer.getvalue())
     from tabulate import tabulate
 
     table = [
-        [rank, *(row.get(p, "") for p in parameters), f"{row['AP']:.3f}", f"{row['AP50']:.3f}", row["point"]]
+        [rank, *(row.get(p, BASE) for p in parameters), f"{row['AP']:.3f}", f"{row['AP50']:.3f}", row["point"]]
         for rank, row in enumerate(ranked, start=1)
     ]
     headers = ["rank", *parameters, "mAP@0.5:0.95", "mAP@0.5", "folder"]
@@ -164,10 +189,10 @@ def _plot(path: Path, rows: list[dict], parameters: list[str]) -> None:
 
     figure, axes = plt.subplots(1, len(parameters), figsize=(4 * len(parameters), 3.2), squeeze=False)
     for axis, parameter in zip(axes[0], parameters):
-        values = list(dict.fromkeys(row[parameter] for row in rows))
+        values = list(dict.fromkeys(row.get(parameter, BASE) for row in rows))
         positions = {v: i for i, v in enumerate(values)}
         for metric, marker in (("AP", "o"), ("AP50", "s")):
-            xs = [positions[row[parameter]] for row in rows]
+            xs = [positions[row.get(parameter, BASE)] for row in rows]
             axis.scatter(xs, [row[metric] for row in rows], marker=marker, label=metric, alpha=0.8)
         axis.set_xticks(range(len(values)), values, rotation=20, fontsize=8)
         axis.set_xlabel(parameter)

@@ -30,8 +30,9 @@ from pipelines.atomic import write_text_atomically
 from pipelines.augment import augmenter
 from pipelines.console import progress_bar
 from pipelines.errors import OdliteError
-from pipelines.experiment import LearningRate, TrainSpec, load_train_spec
-from pipelines.model import build_model, normalize_pixels
+from pipelines.experiment import LearningRate, TrainSpec, build_network, load_train_spec
+from pipelines.faster_rcnn import rpn_labeller, training_losses
+from pipelines.model import normalize_pixels
 from pipelines.pipeline_config import check_paths_resolved
 from pipelines.resize import resize_to_input
 from pipelines.warm_start import warm_start
@@ -112,7 +113,8 @@ def train_dataset(spec: TrainSpec, batch_size: int, seed: int | None = None) -> 
     ``shuffle: false``, endless unless it sets ``num_epochs``."""
     files = glob_inputs(spec.train_paths, "train_input_reader")
     decoder = tf_example_decoder.TfExampleDecoder(regenerate_source_id=True)
-    label = anchor_labeller(spec)
+    two_stage = spec.model.kind == "faster_rcnn"
+    label = rpn_labeller(spec.model, spec.max_boxes) if two_stage else anchor_labeller(spec)
     augment = augmenter(spec.augmentations)
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if spec.shuffle:
@@ -167,8 +169,30 @@ def detection_losses(spec: TrainSpec, outputs: dict, labels: dict, regularizatio
     }
 
 
+def step_losses(spec: TrainSpec, model):
+    """(images, targets) -> the training losses of one batch, for either meta-architecture."""
+    if spec.model.kind == "faster_rcnn":
+        losses = training_losses(spec.model)
+        return lambda images, labels: losses(model, images, labels)
+
+    def ssd_losses(images, labels):
+        outputs = model(normalize_pixels(images), training=True)
+        return detection_losses(spec, outputs, labels, model.losses)
+
+    return ssd_losses
+
+
+def dtype_policy_name(spec: TrainSpec, mixed_precision: bool) -> str | None:
+    """Keras' policy for the run: float16 on a GPU when asked, bfloat16 when the config says use_bfloat16."""
+    if mixed_precision and spec.use_bfloat16:
+        raise OdliteError("--mixed-precision (float16) and use_bfloat16 in the config: choose one")
+    if mixed_precision:
+        return "mixed_float16"
+    return "mixed_bfloat16" if spec.use_bfloat16 else None
+
+
 @contextlib.contextmanager
-def _dtype_policy(name: str | None):
+def dtype_policy(name: str | None):
     """Keras' global dtype policy set to ``name`` for the block, then put back (nothing when None)."""
     previous = tf_keras.mixed_precision.global_policy()
     if name:
@@ -261,8 +285,8 @@ def train(
     dataset = strategy.experimental_distribute_dataset(train_dataset(spec, spec.batch_size, seed))
 
     with strategy.scope():
-        with _dtype_policy("mixed_float16" if mixed_precision else None):
-            model = build_model(spec.model)  # layers keep the policy they were built under
+        with dtype_policy(dtype_policy_name(spec, mixed_precision)):
+            model = build_network(spec.model)  # layers keep the policy they were built under
         optimizer = make_optimizer(spec)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=keep_checkpoints)
@@ -283,13 +307,14 @@ def train(
         f"compute {model.compute_dtype}, weights {model.variable_dtype}"
     )
 
+    compute_losses = step_losses(spec, model)
+
     @tf.function
     def train_step(inputs):
         @tf.autograph.experimental.do_not_convert  # plain Python; conversion only warns about the closure
         def step_fn(images, labels):
             with tf.GradientTape() as tape:
-                outputs = model(normalize_pixels(images), training=True)
-                losses = detection_losses(spec, outputs, labels, model.losses)
+                losses = compute_losses(images, labels)
                 scaled = losses["total_loss"] / strategy.num_replicas_in_sync
                 if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
                     scaled = optimizer.get_scaled_loss(scaled)

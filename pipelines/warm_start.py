@@ -1,5 +1,5 @@
 """Where training starts: an OD API checkpoint (the model zoo's, a user's own run), Keras' ImageNet
-MobileNetV2, an odlite checkpoint, or nothing.
+MobileNetV2 or ResNet, an odlite checkpoint, or nothing.
 
 ``fine_tune_checkpoint_type`` as the OD API defines it:
 
@@ -10,6 +10,12 @@ MobileNetV2, an odlite checkpoint, or nothing.
 - ``detection``: the feature extractor (backbone, FPN and coarse levels: 290 tensors for
   FPNLite); the box predictor starts fresh, so the number of classes may differ;
 - ``full``: everything, the box predictor too, which needs the same ``num_classes``.
+
+Faster R-CNN (faster_rcnn.py) takes ``classification`` from Keras Applications' ResNet
+``.h5`` files or any TF2 checkpoint holding a Keras ResNet (the OD API's ``resnet50.ckpt-1``),
+and ``detection`` (backbone and FPN) or ``full`` from an odlite Faster R-CNN checkpoint. Its
+network is Model Garden's beyond the backbone, so the zoo's Faster R-CNN detection
+checkpoints do not fit, and say so.
 
 OD API checkpoints are read by variable name (``model/_feature_extractor/...``), so they load
 with or without their object graph; names that a mode does not need (optimizer slots, the
@@ -33,6 +39,7 @@ from pipelines.errors import OdliteError
 from pipelines.experiment import TrainSpec
 
 KERAS_WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"
+KERAS_RESNET_WEIGHTS = "resnet{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5"
 FEATURE_EXTRACTOR = "model/_feature_extractor/"
 BACKBONE = FEATURE_EXTRACTOR + "classification_backbone/"
 FPN = FEATURE_EXTRACTOR + "_fpn_features_generator/"
@@ -165,16 +172,21 @@ def _open_checkpoint(spec: TrainSpec, checkpoint: str):
     return reader, reader.get_variable_to_shape_map()
 
 
+def _backbone_name(spec: TrainSpec) -> str:
+    return f"ResNet-{spec.model.depth} backbone" if spec.model.kind == "faster_rcnn" else "MobileNetV2 backbone"
+
+
 def _restore_backbone(model, spec: TrainSpec, checkpoint: str, reader, shapes: dict) -> str:
     candidates = []
     for prefix in _backbone_prefixes(shapes):
         wanted = backbone_names(model.backbone, prefix)
         candidates.append((mismatches(shapes, wanted), prefix, wanted))
+    what = _backbone_name(spec)
     if not candidates:
-        _fail(spec, checkpoint, "MobileNetV2 backbone", ["no Keras model ('layer_with_weights-0') in the checkpoint"])
+        _fail(spec, checkpoint, what, ["no Keras model ('layer_with_weights-0') in the checkpoint"])
     lines, prefix, wanted = min(candidates, key=lambda c: len(c[0]))
     if lines:
-        _fail(spec, checkpoint, "MobileNetV2 backbone", lines, f" (read under '{prefix}')")
+        _fail(spec, checkpoint, what, lines, f" (read under '{prefix}')")
     count = restore_by_name(reader, wanted, spec, checkpoint)
     return f"backbone initialised from {checkpoint}: {count} tensors by name under '{prefix}'"
 
@@ -199,9 +211,11 @@ def _restore_odapi(model, spec: TrainSpec, checkpoint: str, reader, shapes: dict
 
 
 def _restore_odlite(model, spec: TrainSpec, checkpoint: str) -> str:
-    # Training saves Checkpoint(model=..., optimizer=...); the model tracks its parts as _backbone, _decoder.
+    # Training saves Checkpoint(model=..., optimizer=...). RetinaNetModel (SSD) tracks its parts as
+    # _backbone and _decoder, MaskRCNNModel (Faster R-CNN) as backbone and decoder.
     kind = spec.fine_tune_checkpoint_type
-    parts = {"_backbone": model.backbone, "_decoder": model.decoder} if kind == "detection" else {}
+    private = "" if spec.model.kind == "faster_rcnn" else "_"
+    parts = {f"{private}backbone": model.backbone, f"{private}decoder": model.decoder} if kind == "detection" else {}
     target = tf.train.Checkpoint(**parts) if parts else model
     status = tf.train.Checkpoint(model=target).read(checkpoint)
     try:
@@ -217,8 +231,19 @@ def keras_mobilenet_v2(weights: str | None, alpha: float) -> tf_keras.Model:
     )
 
 
+def keras_backbone(spec: TrainSpec, weights: str | None) -> tf_keras.Model:
+    """The Keras Applications model the backbone is built from, with ``weights``."""
+    if spec.model.kind == "faster_rcnn":
+        from pipelines.faster_rcnn import RESNETS
+
+        application = getattr(tf_keras.applications, RESNETS[spec.model.depth])
+        return application(include_top=False, weights=weights, input_shape=(None, None, 3))
+    return keras_mobilenet_v2(weights, spec.model.depth_multiplier)
+
+
 def copy_keras_weights(source: tf_keras.Model, backbone: tf_keras.Model) -> int:
-    """Keras Applications' MobileNetV2 into odlite's, layer by layer name (the same application builds both)."""
+    """A Keras Applications model into odlite's backbone, layer by layer name (the same application
+    builds both)."""
     lines, pairs = [], []
     for layer in backbone.layers:
         if not layer.weights:
@@ -233,7 +258,7 @@ def copy_keras_weights(source: tf_keras.Model, backbone: tf_keras.Model) -> int:
                 lines.append(f"shape: {weight.name} is {weight.shape.as_list()}, {ours.shape.as_list()} in this model")
             pairs.append((ours, weight))
     if lines:
-        raise OdliteError("the MobileNetV2 weights do not fit the backbone:\n  " + "\n  ".join(lines[:SHOWN]))
+        raise OdliteError(f"the {source.name} weights do not fit the backbone:\n  " + "\n  ".join(lines[:SHOWN]))
     for ours, weight in pairs:
         ours.assign(weight)
     return len(pairs)
@@ -247,19 +272,27 @@ def _checkpoint_prefix(path: str) -> str | None:
 
 
 def _keras_weights(model, spec: TrainSpec, source: str, from_scratch: bool) -> str:
-    alpha = spec.model.depth_multiplier
+    two_stage = spec.model.kind == "faster_rcnn"
+    what = f"ResNet{spec.model.depth}" if two_stage else f"MobileNetV2 (alpha {spec.model.depth_multiplier})"
     if source == "imagenet":
         try:
-            weights = keras_mobilenet_v2("imagenet", alpha)
+            weights = keras_backbone(spec, "imagenet")
         except Exception as exc:  # offline: Keras' download fails
             return _missing(spec, f"ImageNet weights could not be downloaded ({exc.__class__.__name__})", from_scratch)
     else:
         try:
-            weights = keras_mobilenet_v2(source, alpha)
+            weights = keras_backbone(spec, source)
         except (OSError, ValueError) as exc:
-            raise OdliteError.at(source, f"not Keras MobileNetV2 (alpha {alpha}) no-top weights: {exc}") from None
+            raise OdliteError.at(source, f"not Keras {what} no-top weights: {_first_line(exc)}") from None
     count = copy_keras_weights(weights, model.backbone)
-    return f"backbone initialised from ImageNet MobileNetV2 weights ({count} tensors) in {source}"
+    return f"backbone initialised from ImageNet {what.split(' ')[0]} weights ({count} tensors) in {source}"
+
+
+def _expected_keras_file(spec: TrainSpec) -> str:
+    if spec.model.kind == "faster_rcnn":
+        return KERAS_RESNET_WEIGHTS.format(depth=spec.model.depth)
+    alpha = spec.model.depth_multiplier
+    return KERAS_WEIGHTS.format(alpha=f"{alpha:.2f}".rstrip("0").rstrip(".") if alpha != 1 else "1.0")
 
 
 def warm_start(model, spec: TrainSpec, from_scratch: bool) -> str:
@@ -269,8 +302,7 @@ def warm_start(model, spec: TrainSpec, from_scratch: bool) -> str:
         return "training from scratch: fine_tune_checkpoint is empty in the config"
     if kind == "classification" and (source == "imagenet" or source.endswith(".h5")):
         if source != "imagenet" and not Path(source).is_file():
-            alpha = spec.model.depth_multiplier
-            expected = KERAS_WEIGHTS.format(alpha=f"{alpha:.2f}".rstrip("0").rstrip(".") if alpha != 1 else "1.0")
+            expected = _expected_keras_file(spec)
             return _missing(spec, f"'{source}' not found (expected a Keras file like {expected})", from_scratch)
         return _keras_weights(model, spec, source, from_scratch)
     checkpoint = _checkpoint_prefix(source)
@@ -281,6 +313,12 @@ def warm_start(model, spec: TrainSpec, from_scratch: bool) -> str:
     reader, shapes = _open_checkpoint(spec, checkpoint)
     if kind == "classification":
         return _restore_backbone(model, spec, checkpoint, reader, shapes)
+    if spec.model.kind == "faster_rcnn" and any(key.startswith("model/_") for key in shapes):
+        raise _checkpoint_error(
+            spec,
+            f"{checkpoint} is an OD API detection checkpoint; odlite's Faster R-CNN is Model Garden's beyond the "
+            "backbone, so only its ResNet can be taken: set fine_tune_checkpoint_type to 'classification'",
+        )
     if any(key.startswith(FEATURE_EXTRACTOR) for key in shapes):
         return _restore_odapi(model, spec, checkpoint, reader, shapes)
     return _restore_odlite(model, spec, checkpoint)

@@ -261,6 +261,57 @@ def bench_serve(export_dir: Path, work: Path, clients: int, seconds: float) -> d
     return {f"pool_{n}": _load_test(model, jpeg, n, clients, seconds) for n in (1, 2)}
 
 
+def bench_faster_rcnn(work: Path, steps: int, clients: int, seconds: float) -> dict:
+    """Faster R-CNN ResNet-50 FPN at 640 (the shipped config, batch 2): training images/s after two warm-up
+    steps, evaluation images/s, and a load test of /tag on its SavedModel (pool of 2)."""
+    import tensorflow as tf
+
+    from pipelines.evaluate import checkpoint_detector, run_detector
+    from pipelines.experiment import load_train_spec
+    from pipelines.export import export
+    from pipelines.pipeline_config import patch_config
+    from pipelines.train import train
+
+    src, data = work / "frcnn-sample", work / "frcnn-data"
+    generate(src, seed=0, splits={"train": 16, "val": 16})
+    convert(src, data, label_map_path=LABEL_MAP, progress=False)
+    config = work / "frcnn.config"
+    patch_config(
+        ROOT / "configs" / "faster_rcnn_resnet50_fpn_640.config",
+        config,
+        [f"train_input_path={data}/train-*.tfrecord", f"eval_input_path={data}/val-*.tfrecord", "batch_size=2"],
+    )
+    device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    stamps, warmup = [], 2
+    model_dir = work / "frcnn-model"
+    train(config, model_dir, num_steps=warmup + steps, checkpoint_every=10**9, progress=False,
+          on_step=lambda step, losses: stamps.append(time.perf_counter()))  # fmt: skip
+    train_seconds = stamps[-1] - stamps[warmup - 1]
+    spec = load_train_spec(config)
+    detect = checkpoint_detector(spec, tf.train.latest_checkpoint(str(model_dir)))
+    paths = [str(p) for p in sorted(data.glob("val-*.tfrecord"))]
+    run_detector(detect, paths, None, progress=False, limit=2)  # trace
+    start = time.perf_counter()
+    found = run_detector(detect, paths, None, progress=False)
+    evaluated = len(found.images) / (time.perf_counter() - start)
+    export(config, model_dir, work / "frcnn-export", progress=None)
+    sample = work / "serve-sample"
+    if not sample.exists():
+        generate(sample, seed=3, splits={"val": 1})
+    jpeg = next((sample / "img_val").glob("*.jpg")).read_bytes()
+    return {
+        f"train_{device}": {
+            "input_size": 640,
+            "batch_size": 2,
+            "steps": steps,
+            "images_per_s": round(steps * 2 / train_seconds, 3),
+            "s_per_step": round(train_seconds / steps, 2),
+        },
+        f"eval_{device}": {"images": len(found.images), "images_per_s": round(evaluated, 2)},
+        "serve_saved_model": _load_test(work / "frcnn-export" / "saved_model", jpeg, 2, clients, seconds),
+    }
+
+
 def _trained_model(work: Path) -> Path:
     """The demo's model when `make demo` has made it (trained to the end: a model as users export it),
     else the 105 steps of the training benchmark."""
@@ -274,7 +325,10 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=2000, help="images in the conversion benchmark")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--train-steps", type=int, default=100, help="timed training steps")
-    parser.add_argument("--only", choices=["convert", "train", "tflite", "serve"], help="run one section")
+    parser.add_argument(
+        "--only", choices=["convert", "train", "tflite", "serve", "faster_rcnn"], help="run one section"
+    )
+    parser.add_argument("--frcnn-steps", type=int, default=5, help="timed Faster R-CNN training steps (640 px)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the serve load test")
     parser.add_argument("--seconds", type=float, default=30, help="length of the serve load test")
     parser.add_argument("--model-dir", type=Path, help="checkpoint to export for --only tflite (default: train's)")
@@ -302,6 +356,9 @@ def main() -> int:
                 export(None, model_dir, export_dir, calibration_images=100, variants=("int8",), progress=None)
             serve = bench_serve(export_dir, Path(work), args.clients, args.seconds)
             results["serve"] = {**serve, "measured_at": stamp}
+        if args.only in (None, "faster_rcnn"):
+            two_stage = bench_faster_rcnn(Path(work), args.frcnn_steps, min(args.clients, 4), args.seconds)
+            results["faster_rcnn"] = {**two_stage, "measured_at": stamp}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

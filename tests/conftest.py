@@ -179,14 +179,15 @@ def sample_converted(sample_src, tmp_path_factory) -> Path:
 
 REPO = Path(__file__).resolve().parents[1]
 TOOTH_CONFIG = REPO / "configs" / "ssd_mobilenet_v2_fpnlite_320x320.config"
+FASTER_RCNN_CONFIG = REPO / "configs" / "faster_rcnn_resnet50_fpn_640.config"
 LEARNING_STEPS = 300
 # The shared trained model's input. At 320 px, 300 steps from scratch ended anywhere from 0.44 to 0.81
 # mAP@0.5:0.95 depending on the machine's floating point; at 160 px three seeds gave 0.807-0.818.
 LEARNING_SIZE = 160
 
 
-def patched_config(out: Path, data_dir: Path, **settings) -> Path:
-    """The shipped tooth config pointed at ``data_dir``, with ``settings`` applied through the config verb."""
+def patched_config(out: Path, data_dir: Path, base: Path = TOOTH_CONFIG, **settings) -> Path:
+    """A shipped tooth config pointed at ``data_dir``, with ``settings`` applied through the config verb."""
     from pipelines.pipeline_config import patch_config
 
     assignments = [
@@ -194,7 +195,7 @@ def patched_config(out: Path, data_dir: Path, **settings) -> Path:
         f"eval_input_path={data_dir}/val-*.tfrecord",
         f"label_map_path={LABEL_MAP}",
     ] + [f"{k}={v}" for k, v in settings.items()]
-    patch_config(TOOTH_CONFIG, out, assignments)
+    patch_config(base, out, assignments)
     return out
 
 

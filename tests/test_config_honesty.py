@@ -8,6 +8,11 @@ the TFLite post-processing, the label map and the loops' settings. A leaf passes
 value changes one of those, when every other value is refused, or when ``NO_OPS`` lists it
 with a reason (and then nothing may change). So "honoured or refused" cannot drift: a new
 supported field that nothing reads fails here.
+
+Faster R-CNN's leaves are walked on a Faster R-CNN base. Building its ResNet-50 for each of
+them would cost minutes, so there the network is represented by what it is built from:
+the FasterRcnnSpec (and the dtype policy); tests/test_faster_rcnn.py shows each spec field
+changes the built network or what it computes.
 """
 
 from __future__ import annotations
@@ -22,17 +27,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
-from conftest import LABEL_MAP, TOOTH_CONFIG
+from conftest import FASTER_RCNN_CONFIG, LABEL_MAP, TOOTH_CONFIG
 
 from pipelines.errors import OdliteError
-from pipelines.evaluate import eval_dataset
+from pipelines.evaluate import eval_dataset, pipeline_input_size
 from pipelines.experiment import train_spec
 from pipelines.export import tflite_post_processing
 from pipelines.label_map import read_label_map
 from pipelines.model import build_model, normalize_pixels
 from pipelines.pipeline_config import parse_pipeline_config
 from pipelines.pipeline_schema import ENUMS, MESSAGES, NO_OPS, ROOT, SUPPORTED, message_spec
-from pipelines.train import detection_losses, make_optimizer, train_dataset
+from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, make_optimizer, train_dataset
 
 INPUT_BATCHES = 12  # more than one epoch of the 16-image sample at batch 2: num_epochs shows
 SIZE = 128
@@ -46,6 +51,25 @@ LINKED = {
     "model.ssd.anchor_generator.multiscale_anchor_generator.min_level": ["model.ssd.feature_extractor.fpn.min_level"],
     "model.ssd.anchor_generator.multiscale_anchor_generator.max_level": ["model.ssd.feature_extractor.fpn.max_level"],
     "train_input_reader.label_map_path": ["eval_input_reader.label_map_path"],
+    "model.faster_rcnn.feature_extractor.fpn.min_level": [
+        "model.faster_rcnn.first_stage_anchor_generator.multiscale_anchor_generator.min_level"
+    ],
+    "model.faster_rcnn.feature_extractor.fpn.max_level": [
+        "model.faster_rcnn.first_stage_anchor_generator.multiscale_anchor_generator.max_level"
+    ],
+    "model.faster_rcnn.first_stage_anchor_generator.multiscale_anchor_generator.min_level": [
+        "model.faster_rcnn.feature_extractor.fpn.min_level"
+    ],
+    "model.faster_rcnn.first_stage_anchor_generator.multiscale_anchor_generator.max_level": [
+        "model.faster_rcnn.feature_extractor.fpn.max_level"
+    ],
+}
+FRCNN_SIZE = 128
+_INITIALIZER_BLOCK = re.compile(r"initializer \{ \w+_initializer \{[^}]*\} \}")
+_INITIALIZERS = {
+    "truncated": "initializer { truncated_normal_initializer { mean: 0.0 stddev: 0.03 } }",
+    "normal": "initializer { random_normal_initializer { mean: 0.0 stddev: 0.01 } }",
+    "scaling": "initializer { variance_scaling_initializer { factor: 1.0 uniform: true mode: FAN_AVG } }",
 }
 
 INITIALIZER = """initializer {
@@ -100,6 +124,39 @@ def _bases(data: Path) -> dict[str, str]:
         ),
         "variance scaling": _replace_all(text, INITIALIZER, scaling),
         "constant rate": _replace_all(text, COSINE_BLOCK, "constant_learning_rate { learning_rate: 0.01 }"),
+        **_faster_rcnn_bases(data),
+    }
+
+
+def _faster_rcnn_bases(data: Path) -> dict[str, str]:
+    """The Faster R-CNN tooth config, small, with each initializer kind in each of its three hyperparams
+    (feature extractor, RPN, box head) across three bases, and one with the fixed-shape resizer."""
+    text = re.sub(r"#.*", "", FASTER_RCNN_CONFIG.read_text())
+    text = text.replace("data/tooth/train-*.tfrecord", f"{data}/train-*.tfrecord")
+    text = text.replace("data/tooth/val-*.tfrecord", f"{data}/val-*.tfrecord")
+    text = text.replace("label_maps/tooth_label_map.pbtxt", str(LABEL_MAP))
+    text = " ".join(text.replace("dimension: 640", f"dimension: {FRCNN_SIZE}").split())
+    text = text.replace("batch_size: 8", "batch_size: 2")
+
+    def initializers(*kinds: str) -> str:
+        found = iter(kinds)
+        return _INITIALIZER_BLOCK.sub(lambda match: _INITIALIZERS[next(found)], text)
+
+    fixed = f"fixed_shape_resizer {{ height: {FRCNN_SIZE} width: {FRCNN_SIZE} }}"
+    keep = re.search(r"keep_aspect_ratio_resizer \{[^}]*\}", text).group(0)
+    # Batch-norm blocks of their own for the RPN conv and the box head, so that their fields are walked.
+    normed = parse_pipeline_config(initializers("scaling", "normal", "truncated"))
+    frcnn = "model.faster_rcnn"
+    heads = (
+        f"{frcnn}.first_stage_box_predictor_conv_hyperparams",
+        f"{frcnn}.second_stage_box_predictor.mask_rcnn_box_predictor.fc_hyperparams",
+    )
+    normed.set_many([(f"{head}.batch_norm.scale", "true") for head in heads])
+    return {
+        "faster_rcnn": text,
+        "faster_rcnn swapped initializers, head batch norms": normed.to_text(),
+        "faster_rcnn other initializers": initializers("normal", "scaling", "normal"),
+        "faster_rcnn fixed shape": text.replace(keep, fixed),
     }
 
 
@@ -168,20 +225,26 @@ class Behaviour:
         self.evals: dict[str, str] = {}
 
     def model(self, spec):
-        key = repr(spec)
+        key = repr((spec.model, spec.use_bfloat16))
         if key not in self.models:
             tf_keras.utils.set_random_seed(0)
-            model = build_model(spec)
+            with dtype_policy(dtype_policy_name(spec, False)):
+                model = build_model(spec.model)
             self.models[key] = (model, model.get_weights())
         return self.models[key]
 
     def train_input(self, spec):
         m = spec.model
-        key = repr(
-            (m.input_size, m.min_level, m.max_level, m.anchor_scale, m.aspect_ratios, m.scales_per_octave,
-             m.box_coder_weights, m.num_classes, spec.matched_threshold, spec.unmatched_threshold, spec.max_boxes,
-             spec.augmentations, spec.train_paths, spec.shuffle, spec.num_epochs, spec.num_readers, spec.batch_size)
-        )  # fmt: skip
+        if m.kind == "faster_rcnn":
+            key = repr((m, spec.max_boxes, spec.augmentations, spec.train_paths, spec.shuffle, spec.num_epochs,
+                        spec.num_readers, spec.batch_size))  # fmt: skip
+        else:
+            key = repr(
+                (m.input_size, m.min_level, m.max_level, m.anchor_scale, m.aspect_ratios, m.scales_per_octave,
+                 m.box_coder_weights, m.num_classes, spec.matched_threshold, spec.unmatched_threshold,
+                 spec.max_boxes, spec.augmentations, spec.train_paths, spec.shuffle, spec.num_epochs,
+                 spec.num_readers, spec.batch_size)
+            )  # fmt: skip
         if key not in self.inputs:
             tf_keras.utils.set_random_seed(0)
             batches = list(train_dataset(spec, spec.batch_size, seed=0).take(INPUT_BATCHES))
@@ -189,10 +252,11 @@ class Behaviour:
         return self.inputs[key]
 
     def eval_input(self, spec) -> str:
-        key = repr((spec.eval_paths, spec.model.input_size, spec.eval_examples))
+        size = pipeline_input_size(spec)
+        key = repr((spec.eval_paths, size, spec.eval_examples))
         if key not in self.evals:
             paths = sorted({f for p in spec.eval_paths for f in tf.io.gfile.glob(p)})
-            batches = list(eval_dataset(paths, spec.model.input_size, 4, spec.eval_examples))
+            batches = list(eval_dataset(paths, size, 4, spec.eval_examples))
             self.evals[key] = _digest([b[0] for b in batches], [b[1]["image/object/class/label"] for b in batches])
         return self.evals[key]
 
@@ -203,7 +267,7 @@ class Behaviour:
 
         def model_run():
             if "run" not in run:
-                model, weights = self.model(spec.model)
+                model, weights = self.model(spec)
                 model.set_weights(weights)
                 images, labels = self.train_input(spec)[0][0]
                 outputs = model(normalize_pixels(images), training=True)
@@ -225,6 +289,15 @@ class Behaviour:
             return json.dumps(made.get_config(), default=str, sort_keys=True) + repr(rates)
 
         loops = (spec.num_steps, spec.max_evals, spec.fine_tune_checkpoint, spec.fine_tune_checkpoint_type)
+        if spec.model.kind == "faster_rcnn":
+            return {
+                "loops": lambda: repr(loops),
+                "label map": lambda: repr(read_label_map(spec.label_map_path)),
+                "optimizer": optimizer,
+                "evaluation input": lambda: self.eval_input(spec),
+                "training input": lambda: self.train_input(spec)[1],
+                "network (FasterRcnnSpec) and dtype policy": lambda: repr((spec.model, spec.use_bfloat16)),
+            }
         return {
             "loops": lambda: repr(loops),
             "label map": lambda: repr(read_label_map(spec.label_map_path)),

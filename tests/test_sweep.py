@@ -14,6 +14,8 @@ from pipelines.sweep import point_name, read_grid, sweep
 GRID = """
 fixed:
   num_steps: 4
+points:
+  - {localization_weight: 2.0}
 grid:
   classification_weight: [1.0, 2.0]
 """
@@ -23,28 +25,33 @@ def test_sweep_trains_each_point_ranks_them_and_resumes(tiny_config, tiny_model,
     grid = tmp_path / "grid.yaml"
     grid.write_text(GRID)
     out = tmp_path / "sweep"
-    # A first run was interrupted in the middle of the first point, at step 2.
-    first = out / point_name(0, {"classification_weight": 1.0})
+    # A first run was interrupted in the middle of the first grid point, at step 2.
+    first = out / point_name(1, {"classification_weight": 1.0})
     patch_config(tiny_config, first / "pipeline.config", ["num_steps=4", "classification_weight=1.0"])
     copy_model(tiny_model, first / "model")  # the same network, stopped at step 2
 
     result = sweep(tiny_config, grid, out, progress=False)
     assert "resuming from" in capsys.readouterr().out  # the interrupted point went on from its checkpoint
-    assert not result.interrupted and len(result.trained) == 2 and len(result.rows) == 2
-    for index, weight in enumerate([1.0, 2.0]):
+    assert not result.interrupted and len(result.trained) == 3 and len(result.rows) == 3
+    listed = load_pipeline_config(out / point_name(0, {"localization_weight": 2.0}) / "pipeline.config")
+    assert listed.get("model.ssd.loss.localization_weight") == 2.0
+    assert listed.get("model.ssd.loss.classification_weight") == 1.0  # the base config's
+    for index, weight in enumerate([1.0, 2.0], start=1):
         folder = out / point_name(index, {"classification_weight": weight})
         config = load_pipeline_config(folder / "pipeline.config")
         assert config.get("model.ssd.loss.classification_weight") == weight
         assert (folder / "model" / "ckpt-4.index").exists() and (folder / "eval" / "metrics.json").exists()
     with open(out / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["rank"] for r in rows] == ["1", "2"]
-    assert float(rows[0]["AP"]) >= float(rows[1]["AP"])
-    assert set(rows[0]) >= {"point", "classification_weight", "AP", "AP50", "step"}
+    assert [r["rank"] for r in rows] == ["1", "2", "3"]
+    assert float(rows[0]["AP"]) >= float(rows[1]["AP"]) >= float(rows[2]["AP"])
+    assert set(rows[0]) >= {"point", "localization_weight", "classification_weight", "AP", "AP50", "step"}
+    by_point = {r["point"]: r for r in rows}
+    assert by_point[point_name(0, {"localization_weight": 2.0})]["classification_weight"] == "base"
     assert "mAP@0.5:0.95" in (out / "results.md").read_text() and (out / "results.png").stat().st_size > 0
 
     again = sweep(tiny_config, grid, out, progress=False, say=lambda message: None)
-    assert again.trained == [] and len(again.rows) == 2  # finished points are skipped
+    assert again.trained == [] and len(again.rows) == 3  # finished points are skipped
 
 
 @pytest.mark.parametrize(
@@ -52,6 +59,8 @@ def test_sweep_trains_each_point_ranks_them_and_resumes(tiny_config, tiny_model,
     [
         ("grid: [1, 2", "not valid YAML"),
         ("fixed: {num_steps: 4}", "non-empty 'grid:'"),
+        ("points: [5]", "each point is a non-empty mapping"),
+        ("points: {backbone: x}", "'points' must be a list"),
         ("grid: {batch_size: []}", "'batch_size' needs a non-empty list"),
         ("grid: {batch_size: [2]}\nextra: 1", "unknown key(s) extra"),
     ],
@@ -72,14 +81,15 @@ def test_an_unknown_parameter_fails_before_any_training(tiny_config, tmp_path):
 
 
 def test_shipped_grids_name_known_parameters(tmp_path):
-    from conftest import REPO, TOOTH_CONFIG
+    from conftest import FASTER_RCNN_CONFIG, REPO, TOOTH_CONFIG
 
     for path in sorted((REPO / "configs" / "sweeps").glob("*.yaml")):
         grid = read_grid(path)
-        for index, point in enumerate(grid.points()[:3]):
+        base = FASTER_RCNN_CONFIG if path.stem == "backbones" else TOOTH_CONFIG
+        for index, point in enumerate(grid.points()):
             values = {**grid.fixed, **point}
             assignments = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in values.items()]
-            patch_config(TOOTH_CONFIG, tmp_path / f"{path.stem}-{index}.config", assignments)
+            patch_config(base, tmp_path / f"{path.stem}-{index}.config", assignments)
     assert len(read_grid(REPO / "configs" / "sweeps" / "tooth_grid.yaml").points()) == 64
 
 

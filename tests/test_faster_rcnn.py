@@ -1,0 +1,388 @@
+"""Faster R-CNN ResNet-FPN: the zoo config, refusals, the network each setting builds, warm starts,
+and the shared two-stage model through train, eval, export, detect and serve."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+from conftest import FASTER_RCNN_CONFIG, patched_config
+
+from pipelines.errors import OdliteError
+from pipelines.experiment import train_spec
+from pipelines.faster_rcnn import FasterRcnnSpec, build_faster_rcnn, detect, fit_images
+from pipelines.pipeline_config import load_pipeline_config, parse_pipeline_config
+
+ZOO = Path(__file__).resolve().parent / "data" / "faster_rcnn_resnet50_v1_fpn_640x640_coco17_tpu-8.config"
+FRCNN = "model.faster_rcnn"
+# The shared two-stage model: small input, few proposals, trained from scratch on the sample.
+SIZE = 128
+STEPS = 150
+AP50_FLOOR = 0.5
+TRAINING = {
+    "batch_size": 2,
+    "num_steps": STEPS,
+    "learning_rate_base": 0.02,
+    "warmup_learning_rate": 0.001,
+    "warmup_steps": 20,
+    "proposals": 64,
+    "rois_per_image": 32,
+}
+
+
+def test_the_zoo_config_loads_unchanged_and_maps_onto_the_network():
+    spec = train_spec(load_pipeline_config(ZOO))
+    m = spec.model
+    assert (m.kind, m.depth, m.num_classes) == ("faster_rcnn", 50, 90)
+    assert (m.resizer, m.min_dimension, m.max_dimension, m.input_shape) == ("keep_aspect_ratio", 640, 640, (640, 640))
+    assert (m.min_level, m.max_level, m.fpn_depth, m.anchor_scale, m.scales_per_octave) == (2, 6, 256, 4.0, 2)
+    assert m.aspect_ratios == [1.0, 2.0, 0.5] and m.clip_anchors
+    assert (m.rpn_nms_iou, m.max_proposals, m.crop_size, m.maxpool_kernel, m.maxpool_stride) == (0.7, 300, 14, 2, 2)
+    assert (m.iou_threshold, m.max_detections_per_class, m.max_detections) == (0.6, 100, 300)
+    assert (m.rpn_localization_weight, m.localization_weight, m.classification_weight) == (2.0, 2.0, 1.0)
+    assert m.extractor.l2_weight == 0.0004 and m.extractor.activation == "relu6" and m.override_backbone_hyperparams
+    assert m.fc.initializer[0] == "variance_scaling" and m.rpn.initializer == (
+        "truncated_normal",
+        {"mean": 0.0, "stddev": 0.01},
+    )
+    assert spec.use_bfloat16 and spec.learning_rate.base == 0.04 and spec.fine_tune_checkpoint_type == "classification"
+
+
+def _zoo_with(old: str, new: str) -> str:
+    text = ZOO.read_text()
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "type: 'faster_rcnn_resnet50_fpn_keras'",
+            "type: 'faster_rcnn_resnet50_keras'",
+            "use 'faster_rcnn_resnet50_fpn_keras' (the FPN variant)",
+        ),
+        ("pad_to_max_dimension: true", "pad_to_max_dimension: false", "pad_to_max_dimension: not supported: only true"),
+        ("score_converter: SOFTMAX", "score_converter: SIGMOID", "only 'SOFTMAX' for Faster R-CNN"),
+        ("use_dropout: false", "use_dropout: true", "Model Garden's box head has no dropout"),
+        ("normalize_coordinates: false", "normalize_coordinates: true", "its anchors are in pixels"),
+        ("max_dimension: 640", "max_dimension: 320", "min_dimension: must be at most max_dimension (320)"),
+        ("initial_crop_size: 14", "first_stage_box_predictor_kernel_size: 5", "initial_crop_size: missing"),
+        ("op: FC", "op: CONV", "fc_hyperparams.op: not supported: only FC here"),
+        (
+            "multiscale_anchor_generator {\n          min_level: 2",
+            "grid_anchor_generator { }\n        multiscale_anchor_generator {\n          min_level: 2",
+            "grid_anchor_generator: not supported: only 'multiscale_anchor_generator' (anchors on each FPN level)",
+        ),
+    ],
+)
+def test_unsupported_faster_rcnn_settings_are_refused_with_their_line(old, new, expected):
+    text = _zoo_with(old, new)
+    with pytest.raises(OdliteError) as error:
+        parse_pipeline_config(text, "frcnn.config")
+    assert expected in str(error.value)
+    assert "frcnn.config:" in str(error.value)
+
+
+def test_aliases_set_the_faster_rcnn_fields():
+    config = load_pipeline_config(ZOO)
+    config.set_many(
+        [
+            ("backbone", "faster_rcnn_resnet101_fpn_keras"),
+            ("min_dimension", "600"),
+            ("max_dimension", "1000"),
+            ("proposals", "100"),
+            ("iou_threshold", "0.5"),
+            ("rpn_nms_iou", "0.6"),
+            ("crop_size", "7"),
+            ("rois_per_image", "32"),
+            ("roi_positive_fraction", "0.5"),
+            ("classification_weight", "1.5"),
+            ("aspect_ratios", "0.5,1.0"),
+        ]
+    )
+    m = train_spec(config).model
+    assert (m.depth, m.min_dimension, m.max_dimension, m.max_proposals, m.iou_threshold) == (101, 600, 1000, 100, 0.5)
+    assert (m.rpn_nms_iou, m.crop_size, m.rois_per_image, m.roi_positive_fraction) == (0.6, 7, 32, 0.5)
+    assert m.classification_weight == 1.5 and m.aspect_ratios == [0.5, 1.0]
+    assert m.input_shape == (1024, 1024)  # 1000, padded up to a multiple of 2^6 for the FPN
+
+
+def test_keep_aspect_ratio_resizing_follows_the_od_api_and_pads():
+    spec = FasterRcnnSpec(num_classes=2, min_dimension=600, max_dimension=1000, pad_to_max_dimension=True)
+    images, valid = fit_images(tf.zeros([1, 480, 640, 3], tf.uint8), spec)
+    assert images.shape == (1, 1024, 1024, 3) and valid.numpy().tolist() == [[600.0, 800.0]]
+    images, valid = fit_images(tf.zeros([1, 300, 900, 3], tf.uint8), spec)
+    assert valid.numpy().tolist() == [[333.0, 1000.0]]  # the long side would pass 1000 at 600: 1000 wins
+
+
+# --- every spec field changes the network or what it computes -----------------------------------
+
+TINY = FasterRcnnSpec(
+    num_classes=2,
+    resizer="fixed_shape",
+    height=64,
+    width=64,
+    max_proposals=20,
+    rois_per_image=8,
+    max_detections=20,
+    max_detections_per_class=10,
+)
+# Fields whose effect needs ground truth or trained weights to show; each is checked by name below.
+SHOWN_ELSEWHERE = {"kind"}
+
+
+def _variant(field: dataclasses.Field):
+    value = getattr(TINY, field.name)
+    changes = {
+        "depth": 101,
+        "resizer": "keep_aspect_ratio",
+        "min_dimension": 32,
+        "max_dimension": 64,
+        "pad_to_max_dimension": True,
+        "height": 128,
+        "width": 128,
+        "min_level": 3,
+        "max_level": 5,
+        "aspect_ratios": [1.0],
+        "extractor": dataclasses.replace(TINY.extractor, l2_weight=0.1),
+        "rpn": dataclasses.replace(TINY.rpn, initializer=("random_normal", {"mean": 0.0, "stddev": 0.5})),
+        "fc": dataclasses.replace(TINY.fc, activation="linear"),
+        "score_threshold": 0.9,
+    }
+    if field.name in changes:
+        return changes[field.name]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1 if field.name not in ("maxpool_kernel", "maxpool_stride") else 1
+    if isinstance(value, float):
+        return value * 0.5 if value else 0.5
+    raise AssertionError(f"no variant for {field.name}")
+
+
+def _behaviour(spec: FasterRcnnSpec) -> dict:
+    """Digests of what the spec builds: weights, training losses on one image, detections."""
+    from pipelines.faster_rcnn import rpn_labeller, training_losses
+
+    tf_keras.utils.set_random_seed(0)
+    model = build_faster_rcnn(spec)
+    rng = np.random.default_rng(0)
+    image = tf.constant(rng.integers(0, 255, (48, 80, 3)), tf.uint8)
+    example = {
+        "image": image,
+        "groundtruth_boxes": tf.constant([[0.1, 0.1, 0.6, 0.5], [0.3, 0.5, 0.9, 0.95]]),
+        "groundtruth_is_crowd": tf.constant([False, False]),
+        "groundtruth_classes": tf.constant([1, 2], tf.int64),
+    }
+    tf_keras.utils.set_random_seed(0)
+    fitted, targets = rpn_labeller(spec, 4)(example)
+    batch = tf.nest.map_structure(lambda t: t[None], (fitted, targets))
+    tf_keras.utils.set_random_seed(0)
+    losses = training_losses(spec)(model, *batch)
+    found = detect(model, spec, image[None])
+    return {
+        "weights": [w.shape.as_list() + [float(tf.reduce_sum(w))] for w in model.weights],
+        "losses": {k: round(float(v), 5) for k, v in losses.items()},
+        "targets": [round(float(tf.reduce_sum(t)), 4) for t in tf.nest.flatten(targets)],
+        "detections": [np.round(t.numpy(), 4).tolist() for t in found.values()],
+    }
+
+
+def test_every_faster_rcnn_spec_field_changes_the_network_or_what_it_computes():
+    reference = _behaviour(TINY)
+    unchanged = []
+    for field in dataclasses.fields(FasterRcnnSpec):
+        if field.name in SHOWN_ELSEWHERE or field.name == "num_classes":
+            continue
+        variant = dataclasses.replace(TINY, **{field.name: _variant(field)})
+        if _behaviour(variant) == reference:
+            unchanged.append(field.name)
+    assert not unchanged, f"these settings change nothing that is built or computed: {unchanged}"
+
+
+# --- warm starts -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_spec(tmp_path_factory, tooth_data):
+    config = patched_config(
+        tmp_path_factory.mktemp("frcnn-spec") / "pipeline.config",
+        tooth_data,
+        base=FASTER_RCNN_CONFIG,
+        min_dimension=64,
+        max_dimension=64,
+    )
+    return config
+
+
+def _with_checkpoint(config: Path, source: str, kind: str = "classification"):
+    from pipelines.pipeline_config import parse_pipeline_config
+
+    patched = parse_pipeline_config(config.read_text(), str(config))
+    patched.set_many([("fine_tune_checkpoint", source), ("train_config.fine_tune_checkpoint_type", kind)])
+    return train_spec(patched)
+
+
+def test_classification_starts_from_keras_resnet_weights_or_an_od_api_style_checkpoint(small_spec, tmp_path):
+    from pipelines.warm_start import warm_start
+
+    tf_keras.utils.set_random_seed(3)
+    resnet = tf_keras.applications.ResNet50(include_top=False, weights=None, input_shape=(None, None, 3))
+    weights = tmp_path / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    resnet.save_weights(str(weights))
+    # The OD API's resnet50.ckpt-1 holds the Keras ResNet as the feature extractor's classification backbone.
+    checkpoint = tf.train.Checkpoint(feature_extractor=resnet).write(str(tmp_path / "resnet50.ckpt-1"))
+    expected = {w.name.split(":")[0]: w.numpy() for w in resnet.weights}
+    for source in (str(weights), checkpoint):
+        spec = _with_checkpoint(small_spec, source)
+        model = build_faster_rcnn(spec.model)
+        said = warm_start(model, spec, from_scratch=False)
+        assert "backbone initialised" in said
+        restored = {w.name.split(":")[0]: w.numpy() for w in model.backbone.weights}
+        assert len(restored) == len(expected)
+        for name, value in expected.items():
+            np.testing.assert_array_equal(restored[name], value, err_msg=f"{name} from {source}")
+
+
+def test_missing_or_wrong_pretrained_weights_say_what_was_expected(small_spec, tmp_path):
+    from pipelines.warm_start import warm_start
+
+    spec = _with_checkpoint(small_spec, str(tmp_path / "nothing.h5"))
+    model = build_faster_rcnn(spec.model)
+    with pytest.raises(OdliteError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        warm_start(model, spec, from_scratch=False)
+    assert "training from scratch (--from-scratch)" in warm_start(model, spec, from_scratch=True)
+    mobilenet = tf_keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(None, None, 3))
+    written = tf.train.Checkpoint(feature_extractor=mobilenet).write(str(tmp_path / "mobilenet_v2.ckpt-1"))
+    spec = _with_checkpoint(small_spec, written)
+    with pytest.raises(OdliteError, match="does not fit this model's ResNet-50 backbone"):
+        warm_start(model, spec, from_scratch=False)
+    spec = _with_checkpoint(small_spec, "imagenet")
+    offline = warm_start(model, spec, from_scratch=True)  # no network here: Keras' download fails
+    assert "ImageNet weights could not be downloaded" in offline or "ImageNet ResNet50" in offline
+
+
+# --- the shared two-stage model: train, eval, export, detect, serve ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def frcnn_model(tooth_data, tmp_path_factory) -> Path:
+    """The Faster R-CNN tooth config at SIZE px with few proposals, trained from scratch on the sample."""
+    from pipelines.train import train
+
+    root = tmp_path_factory.mktemp("frcnn")
+    config = patched_config(
+        root / "pipeline.config",
+        tooth_data,
+        base=FASTER_RCNN_CONFIG,
+        min_dimension=SIZE,
+        max_dimension=SIZE,
+        **TRAINING,
+    )
+    train(config, root / "model", checkpoint_every=STEPS, seed=1, progress=False)
+    return root / "model"
+
+
+def test_a_small_faster_rcnn_learns_the_sample(frcnn_model):
+    from pipelines.evaluate import evaluate
+
+    metrics = evaluate(None, frcnn_model, progress=False)
+    print(f"Faster R-CNN at {SIZE} px, {STEPS} steps: AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f}")
+    assert metrics["AP50"] >= AP50_FLOOR
+    assert set(metrics["per_class"]) == {"normal", "caries"}
+    assert (Path(metrics["out"]) / "report.md").exists()
+
+
+@pytest.fixture(scope="module")
+def frcnn_export(frcnn_model, tmp_path_factory) -> Path:
+    from pipelines.export import export
+
+    out = tmp_path_factory.mktemp("frcnn-export") / "tooth-frcnn"
+    export(None, frcnn_model, out, progress=None)
+    return out
+
+
+def test_export_writes_a_saved_model_with_the_ssd_signature_scored_like_the_checkpoint(frcnn_export):
+    report = json.loads((frcnn_export / "export.json").read_text())
+    found = report["variants"]
+    assert report["meta_architecture"] == "faster_rcnn" and set(found) == {"checkpoint", "saved_model"}
+    assert abs(found["saved_model"]["AP"] - found["checkpoint"]["AP"]) < 0.01
+    assert sorted(p.name for p in frcnn_export.iterdir() if p.suffix == ".tflite") == []
+    serve = tf.saved_model.load(str(frcnn_export / "saved_model")).signatures["serving_default"]
+    (images,) = serve.structured_input_signature[1].values()
+    assert images.dtype == tf.uint8 and images.shape.as_list() == [None, None, None, 3]
+    out = serve(images=tf.constant(np.full((1, 90, 37, 3), 128, np.uint8)))  # any size
+    assert set(out) == {"detection_boxes", "detection_classes", "detection_scores", "num_detections"}
+    assert out["detection_classes"].dtype == tf.int32 and out["num_detections"].dtype == tf.int32
+    boxes = out["detection_boxes"].numpy()[0][: int(out["num_detections"][0])]
+    assert boxes.size == 0 or (boxes.min() >= 0.0 and boxes.max() <= 1.0)
+
+
+def test_tflite_and_the_android_package_are_for_the_ssd(frcnn_model, frcnn_export, tmp_path):
+    from pipelines.export import export
+    from pipelines.package import package
+
+    with pytest.raises(OdliteError, match="TFLite export is for the SSD"):
+        export(None, frcnn_model, tmp_path / "x", variants=("int8",), progress=None)
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(OdliteError, match="the Android package is for SSD"):
+        package(frcnn_export, tmp_path / "x.tar.gz")
+
+
+def test_detect_gives_the_same_boxes_from_the_checkpoint_and_the_saved_model(frcnn_model, frcnn_export, sample_src):
+    from pipelines.detect import detect
+
+    images = [str(sample_src / "img_val")]
+    runs = {
+        kind: detect(path, images, frcnn_export.parent / f"detect-{kind}", min_score=0.3, progress=False)
+        for kind, path in (("checkpoint", frcnn_model), ("saved_model", frcnn_export / "saved_model"))
+    }
+    for ours, theirs in zip(runs["checkpoint"].images, runs["saved_model"].images):
+        assert [d["label"] for d in ours["detections"]] == [d["label"] for d in theirs["detections"]]
+        for a, b in zip(ours["detections"], theirs["detections"]):
+            assert abs(a["score"] - b["score"]) < 1e-3
+    assert any(image["detections"] for image in runs["saved_model"].images)
+
+
+def test_serve_answers_tag_from_the_saved_model(frcnn_export, sample_src):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(frcnn_export), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"the server exited: {process.stderr.read()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        photo = next((sample_src / "img_val").glob("*.jpg")).read_bytes()
+        answer = httpx.post(f"{url}/tag", files={"file": ("p.jpg", photo, "image/jpeg")}, params={"min_score": 0.3})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["model"] == "saved_model" and {t["label"] for t in body["tags"]} <= {"normal", "caries"}
+        assert all(0 <= t["box"]["xmin"] < t["box"]["xmax"] for t in body["tags"])
+        assert httpx.post(f"{url}/tag", files={"file": ("p.jpg", b"not a jpeg", "image/jpeg")}).status_code == 415
+        unknown = httpx.post(f"{url}/tag", files={"file": ("p.jpg", photo)}, params={"classes": "molar"})
+        assert unknown.status_code == 400 and "unknown class" in unknown.text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
