@@ -158,7 +158,6 @@ def faster_rcnn_spec(config: PipelineConfig) -> FasterRcnnSpec:
         resizer="fixed_shape" if resizer.which() == "fixed_shape_resizer" else "keep_aspect_ratio",
         min_dimension=int(keep.min_dimension),
         max_dimension=int(keep.max_dimension),
-        pad_to_max_dimension=bool(keep.pad_to_max_dimension),
         height=int(fixed.height),
         width=int(fixed.width),
         min_level=int(fpn.min_level),

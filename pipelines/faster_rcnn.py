@@ -63,8 +63,7 @@ class FasterRcnnSpec:
     depth: int = 50
     resizer: str = "keep_aspect_ratio"  # or "fixed_shape"
     min_dimension: int = 600
-    max_dimension: int = 1024
-    pad_to_max_dimension: bool = False
+    max_dimension: int = 1024  # keep_aspect_ratio_resizer; always padded to it (pad_to_max_dimension)
     height: int = 640  # fixed_shape_resizer
     width: int = 640
     min_level: int = 2
@@ -290,9 +289,10 @@ def build_faster_rcnn(spec: FasterRcnnSpec) -> maskrcnn_model.MaskRCNNModel:
     height, width = spec.input_shape
     images = tf.zeros([1, height, width, 3])
     model(images, tf.constant([[height, width]], tf.float32), batched_anchors(spec, 1), training=False)
+    # The config's initializers, where the OD API puts them: the FPN's convs, the RPN's, the box head's.
     _initialise(_kernels(decoder), extractor)
-    _initialise([v for v in _kernels(rpn_head)], spec.rpn)
-    _initialise([v for v in _kernels(detection_head) if "dense" in v.name or "fc" in v.name], spec.fc)
+    _initialise(_kernels(rpn_head), spec.rpn)
+    _initialise(_kernels(detection_head), spec.fc)
     return model
 
 

@@ -349,7 +349,7 @@ class PipelineConfig:
             arch = next((a for a in _META_ARCHITECTURES if self.is_set(a)), None)
             paths = [p for p in ALIASES[name] if not p.startswith("model.") or arch is None or p.startswith(arch + ".")]
             if not paths:
-                raise OdliteError(f"{name}: the alias has no field under {arch}; set a dotted path instead")
+                raise OdliteError(f"'{name}' sets {', '.join(ALIASES[name])}: not a field of this {arch} config")
             return [p for p in paths if p not in _ONLY_IF_PRESENT or self.is_set(_ONLY_IF_PRESENT[p])]
         try:
             _resolve(name)

@@ -294,9 +294,9 @@ class Behaviour:
                 "loops": lambda: repr(loops),
                 "label map": lambda: repr(read_label_map(spec.label_map_path)),
                 "optimizer": optimizer,
+                "network (FasterRcnnSpec) and dtype policy": lambda: repr((spec.model, spec.use_bfloat16)),
                 "evaluation input": lambda: self.eval_input(spec),
                 "training input": lambda: self.train_input(spec)[1],
-                "network (FasterRcnnSpec) and dtype policy": lambda: repr((spec.model, spec.use_bfloat16)),
             }
         return {
             "loops": lambda: repr(loops),

@@ -114,7 +114,7 @@ def test_aliases_set_the_faster_rcnn_fields():
 
 
 def test_keep_aspect_ratio_resizing_follows_the_od_api_and_pads():
-    spec = FasterRcnnSpec(num_classes=2, min_dimension=600, max_dimension=1000, pad_to_max_dimension=True)
+    spec = FasterRcnnSpec(num_classes=2, min_dimension=600, max_dimension=1000)
     images, valid = fit_images(tf.zeros([1, 480, 640, 3], tf.uint8), spec)
     assert images.shape == (1, 1024, 1024, 3) and valid.numpy().tolist() == [[600.0, 800.0]]
     images, valid = fit_images(tf.zeros([1, 300, 900, 3], tf.uint8), spec)
@@ -128,42 +128,59 @@ TINY = FasterRcnnSpec(
     resizer="fixed_shape",
     height=64,
     width=64,
+    min_dimension=48,
+    max_dimension=96,
     max_proposals=20,
     rois_per_image=8,
+    rpn_minibatch=4,
     max_detections=20,
     max_detections_per_class=10,
 )
-# Fields whose effect needs ground truth or trained weights to show; each is checked by name below.
-SHOWN_ELSEWHERE = {"kind"}
+# Read by build_backbone alone: shown on the ResNet itself. The rest is shown on the whole detector
+# with a small stand-in backbone (a ResNet-50 per field would take minutes).
+BACKBONE_FIELDS = ("depth", "override_backbone_hyperparams", "backbone_batch_norm_trainable")
+KEEP_ASPECT_FIELDS = ("min_dimension", "max_dimension")
 
 
-def _variant(field: dataclasses.Field):
-    value = getattr(TINY, field.name)
+def _variant(name: str, spec: FasterRcnnSpec):
+    value = getattr(spec, name)
     changes = {
         "depth": 101,
         "resizer": "keep_aspect_ratio",
         "min_dimension": 32,
-        "max_dimension": 64,
-        "pad_to_max_dimension": True,
+        "max_dimension": 192,
         "height": 128,
         "width": 128,
         "min_level": 3,
         "max_level": 5,
         "aspect_ratios": [1.0],
-        "extractor": dataclasses.replace(TINY.extractor, l2_weight=0.1),
-        "rpn": dataclasses.replace(TINY.rpn, initializer=("random_normal", {"mean": 0.0, "stddev": 0.5})),
-        "fc": dataclasses.replace(TINY.fc, activation="linear"),
+        "extractor": dataclasses.replace(spec.extractor, l2_weight=0.1, batch_norm_decay=0.5),
+        "rpn": dataclasses.replace(spec.rpn, initializer=("random_normal", {"mean": 0.0, "stddev": 0.5})),
+        "fc": dataclasses.replace(spec.fc, activation="linear"),
         "score_threshold": 0.9,
+        "rpn_score_threshold": 0.999,
     }
-    if field.name in changes:
-        return changes[field.name]
+    if name in changes:
+        return changes[name]
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):
-        return value + 1 if field.name not in ("maxpool_kernel", "maxpool_stride") else 1
+        return value + 1 if name not in ("maxpool_kernel", "maxpool_stride") else 1
     if isinstance(value, float):
         return value * 0.5 if value else 0.5
-    raise AssertionError(f"no variant for {field.name}")
+    raise AssertionError(f"no variant for {name}")
+
+
+def _stand_in_backbone(spec: FasterRcnnSpec) -> tf_keras.Model:
+    pixels = tf_keras.Input((None, None, 3))
+    x, taps = pixels, {}
+    for level in range(1, 6):
+        x = tf_keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+        if level >= 2:
+            taps[str(level)] = x
+    backbone = tf_keras.Model(pixels, taps)
+    backbone.output_specs = {level: tensor.shape for level, tensor in taps.items()}
+    return backbone
 
 
 def _behaviour(spec: FasterRcnnSpec) -> dict:
@@ -187,21 +204,38 @@ def _behaviour(spec: FasterRcnnSpec) -> dict:
     losses = training_losses(spec)(model, *batch)
     found = detect(model, spec, image[None])
     return {
-        "weights": [w.shape.as_list() + [float(tf.reduce_sum(w))] for w in model.weights],
+        "weights": [w.shape.as_list() + [round(float(tf.reduce_sum(w)), 3)] for w in model.weights],
         "losses": {k: round(float(v), 5) for k, v in losses.items()},
         "targets": [round(float(tf.reduce_sum(t)), 4) for t in tf.nest.flatten(targets)],
         "detections": [np.round(t.numpy(), 4).tolist() for t in found.values()],
     }
 
 
-def test_every_faster_rcnn_spec_field_changes_the_network_or_what_it_computes():
-    reference = _behaviour(TINY)
+def _backbone_behaviour(spec: FasterRcnnSpec) -> list:
+    from pipelines.faster_rcnn import build_backbone
+
+    tf_keras.utils.set_random_seed(0)
+    backbone = build_backbone(spec)
+    norms = [(n.momentum, n.epsilon, n.trainable) for n in backbone.layers if "bn" in n.name]
+    losses = round(float(tf.add_n(backbone.losses)), 3) if backbone.losses else 0.0
+    return [len(backbone.weights), round(float(sum(tf.reduce_sum(w) for w in backbone.weights)), 2), norms, losses]
+
+
+def test_every_faster_rcnn_spec_field_changes_the_network_or_what_it_computes(monkeypatch):
     unchanged = []
+    reference = _backbone_behaviour(TINY)
+    for name in BACKBONE_FIELDS:
+        if _backbone_behaviour(dataclasses.replace(TINY, **{name: _variant(name, TINY)})) == reference:
+            unchanged.append(name)
+    monkeypatch.setattr("pipelines.faster_rcnn.build_backbone", _stand_in_backbone)
+    keep_aspect = dataclasses.replace(TINY, resizer="keep_aspect_ratio")
+    references = {TINY.resizer: _behaviour(TINY), keep_aspect.resizer: _behaviour(keep_aspect)}
     for field in dataclasses.fields(FasterRcnnSpec):
-        if field.name in SHOWN_ELSEWHERE or field.name == "num_classes":
+        if field.name in ("kind", "num_classes", *BACKBONE_FIELDS):
             continue
-        variant = dataclasses.replace(TINY, **{field.name: _variant(field)})
-        if _behaviour(variant) == reference:
+        base = keep_aspect if field.name in KEEP_ASPECT_FIELDS else TINY
+        variant = dataclasses.replace(base, **{field.name: _variant(field.name, base)})
+        if _behaviour(variant) == references[base.resizer]:
             unchanged.append(field.name)
     assert not unchanged, f"these settings change nothing that is built or computed: {unchanged}"
 

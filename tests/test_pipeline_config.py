@@ -342,7 +342,8 @@ def test_unsupported_oneof_member():
     )
     line = line_of(text, "keep_aspect_ratio_resizer")
     assert problems(text) == [
-        f"{SRC}:{line}: model.ssd.image_resizer.keep_aspect_ratio_resizer: not supported: only 'fixed_shape_resizer' for SSD"
+        f"{SRC}:{line}: model.ssd.image_resizer.keep_aspect_ratio_resizer: "
+        "not supported: only 'fixed_shape_resizer' for SSD"
     ]
 
 
