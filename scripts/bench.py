@@ -74,12 +74,22 @@ def bench_convert(work: Path, images: int, repeats: int) -> dict:
     return results
 
 
+def timed_training(config: Path, model_dir: Path, steps: int, warmup: int, mixed_precision: bool = False) -> float:
+    """Seconds of ``steps`` training steps after ``warmup`` (tracing, pipeline fill)."""
+    from pipelines.train import train
+
+    stamps = []
+    train(config, model_dir, num_steps=warmup + steps, checkpoint_every=10**9, progress=False,
+          mixed_precision=mixed_precision,
+          on_step=lambda step, losses: stamps.append(time.perf_counter()))  # fmt: skip
+    return stamps[-1] - stamps[warmup - 1]
+
+
 def bench_training(work: Path, steps: int, warmup: int) -> dict:
     """Training images/s at 320 x 320, batch 8, after ``warmup`` steps (tracing, pipeline fill)."""
     import tensorflow as tf
 
     from pipelines.pipeline_config import patch_config
-    from pipelines.train import train
 
     src, data = work / "train-sample", work / "train-data"
     generate(src, seed=0)
@@ -92,20 +102,16 @@ def bench_training(work: Path, steps: int, warmup: int) -> dict:
     )
     device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
 
-    def timed_training(model_dir: Path, mixed_precision: bool = False) -> dict:
-        stamps = []
-        train(config, model_dir, num_steps=warmup + steps, checkpoint_every=10**9, progress=False,
-              mixed_precision=mixed_precision,
-              on_step=lambda step, losses: stamps.append(time.perf_counter()))  # fmt: skip
-        seconds = stamps[-1] - stamps[warmup - 1]
+    def rate(model_dir: Path, mixed_precision: bool = False) -> dict:
+        seconds = timed_training(config, model_dir, steps, warmup, mixed_precision)
         result = {"device": device, "input_size": 320, "batch_size": 8, "steps": steps}
         result.update(images_per_s=round(steps * 8 / seconds, 2), ms_per_step=round(1000 * seconds / steps, 1))
         return result
 
     model_dir = work / "model"
-    results = {f"train_{device}": timed_training(model_dir)}
+    results = {f"train_{device}": rate(model_dir)}
     if device == "gpu":
-        results["train_gpu_mixed_precision"] = timed_training(work / "mixed", mixed_precision=True)
+        results["train_gpu_mixed_precision"] = rate(work / "mixed", mixed_precision=True)
     results["input_pipeline"] = bench_input_pipeline(config, batches=max(20, steps // 2))
 
     from pipelines.evaluate import checkpoint_detector, run_detector
@@ -270,7 +276,6 @@ def bench_faster_rcnn(work: Path, steps: int, clients: int, seconds: float) -> d
     from pipelines.experiment import load_train_spec
     from pipelines.export import export
     from pipelines.pipeline_config import patch_config
-    from pipelines.train import train
 
     src, data = work / "frcnn-sample", work / "frcnn-data"
     generate(src, seed=0, splits={"train": 16, "val": 16})
@@ -282,11 +287,8 @@ def bench_faster_rcnn(work: Path, steps: int, clients: int, seconds: float) -> d
         [f"train_input_path={data}/train-*.tfrecord", f"eval_input_path={data}/val-*.tfrecord", "batch_size=2"],
     )
     device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-    stamps, warmup = [], 2
     model_dir = work / "frcnn-model"
-    train(config, model_dir, num_steps=warmup + steps, checkpoint_every=10**9, progress=False,
-          on_step=lambda step, losses: stamps.append(time.perf_counter()))  # fmt: skip
-    train_seconds = stamps[-1] - stamps[warmup - 1]
+    train_seconds = timed_training(config, model_dir, steps, warmup=2)
     spec = load_train_spec(config)
     detect = checkpoint_detector(spec, tf.train.latest_checkpoint(str(model_dir)))
     paths = [str(p) for p in sorted(data.glob("val-*.tfrecord"))]

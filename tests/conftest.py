@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,3 +275,32 @@ def exported_model(trained_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("exported") / "tooth"
     export(None, trained_model, out, calibration_images=CALIBRATION_IMAGES, tools_python=TOOLS_PYTHON, progress=None)
     return out
+
+
+@contextlib.contextmanager
+def running_server(model: Path, *options: str, wait: float = 180):
+    """``odlite serve --model MODEL OPTIONS`` on a free loopback port, up and answering /health; its URL."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(model), "--port", str(port), *options]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the server exited: {process.stderr.read()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the server did not come up in {wait:.0f} s")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

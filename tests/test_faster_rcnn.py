@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
-from conftest import FASTER_RCNN_CONFIG, patched_config
+from conftest import FASTER_RCNN_CONFIG, patched_config, running_server
 
 from pipelines.errors import OdliteError
 from pipelines.experiment import train_spec
@@ -385,29 +385,9 @@ def test_detect_gives_the_same_boxes_from_the_checkpoint_and_the_saved_model(frc
 
 
 def test_serve_answers_tag_from_the_saved_model(frcnn_export, sample_src):
-    import socket
-    import subprocess
-    import sys
-    import time
-
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(frcnn_export), "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited: {process.stderr.read()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
+    with running_server(frcnn_export) as url:
         photo = next((sample_src / "img_val").glob("*.jpg")).read_bytes()
         answer = httpx.post(f"{url}/tag", files={"file": ("p.jpg", photo, "image/jpeg")}, params={"min_score": 0.3})
         assert answer.status_code == 200, answer.text
@@ -417,6 +397,3 @@ def test_serve_answers_tag_from_the_saved_model(frcnn_export, sample_src):
         assert httpx.post(f"{url}/tag", files={"file": ("p.jpg", b"not a jpeg", "image/jpeg")}).status_code == 415
         unknown = httpx.post(f"{url}/tag", files={"file": ("p.jpg", photo)}, params={"classes": "molar"})
         assert unknown.status_code == 400 and "unknown class" in unknown.text
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

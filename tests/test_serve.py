@@ -3,46 +3,20 @@
 from __future__ import annotations
 
 import concurrent.futures
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 import tensorflow as tf
+from conftest import running_server
 
 MAX_UPLOAD_MB = 0.2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(exported_model):
-    port = _free_port()
-    command = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(exported_model / "model_int8.tflite"),
-               "--port", str(port), "--interpreters", "2", "--max-upload-mb", str(MAX_UPLOAD_MB)]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited: {process.stderr.read()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("the server did not come up in 120 s")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    options = ("--interpreters", "2", "--max-upload-mb", str(MAX_UPLOAD_MB))
+    with running_server(exported_model / "model_int8.tflite", *options, wait=120) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
