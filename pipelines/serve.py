@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
@@ -36,6 +37,8 @@ class ModelPool:
             raise OdliteError.at(path, "serve takes an exported .tflite or SavedModel (a folder from odlite export)")
         self.models: queue.Queue[Model] = queue.Queue()
         shared = load_model(path) if saved_model else None
+        if shared is not None:
+            shared(np.zeros((64, 64, 3), np.uint8))  # the graph's first run optimises it: seconds, not per request
         for _ in range(max(1, size)):
             self.models.put(shared or load_model(path))
         self.size = max(1, size)
