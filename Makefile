@@ -24,8 +24,8 @@ SWEEP_OUT ?= models/sweep-$(basename $(notdir $(SWEEP)))
 SET       ?=
 FRCNN_CONFIG ?= configs/faster_rcnn_resnet50_fpn_640.config
 FRCNN_DIR ?= models/tooth-frcnn
-FRCNN_DEMO_STEPS ?= 300
-FRCNN_DEMO_SIZE ?= 256
+FRCNN_DEMO_STEPS ?= 200
+FRCNN_DEMO_SIZE ?= 192
 
 .PHONY: help setup tools sample data inspect config train eval export-tflite export package detect serve sweep demo \
 	demo-frcnn sweep-backbones test lint format bench clean
@@ -117,12 +117,14 @@ demo: data inspect
 	$(MAKE) --no-print-directory export-tflite package MODEL_DIR=$(MODEL_DIR)-demo
 	$(MAKE) --no-print-directory detect MODEL_DIR=$(MODEL_DIR)-demo CLASSES=caries
 
-# The two-stage detector on the sample data, at FRCNN_DEMO_SIZE px for FRCNN_DEMO_STEPS steps (a CPU's budget;
-# the shipped config trains at 640), then served: make serve MODEL=exported/tooth-frcnn-demo/saved_model
+# The two-stage detector on the sample data, at FRCNN_DEMO_SIZE px for FRCNN_DEMO_STEPS steps of batch 2 with
+# fewer proposals and sampled RoIs (a CPU's budget; the shipped config trains at 640), then served:
+# make serve MODEL=exported/tooth-frcnn-demo
 demo-frcnn: data
 	@mkdir -p $(dir $(FRCNN_DIR))
 	$(ODLITE) config $(FRCNN_CONFIG) --out $(FRCNN_DIR)-demo.config --overwrite --set num_steps=$(FRCNN_DEMO_STEPS) \
-		--set batch_size=4 --set min_dimension=$(FRCNN_DEMO_SIZE) --set max_dimension=$(FRCNN_DEMO_SIZE)
+		--set batch_size=2 --set min_dimension=$(FRCNN_DEMO_SIZE) --set max_dimension=$(FRCNN_DEMO_SIZE) \
+		--set learning_rate_base=0.02 --set warmup_steps=30 --set proposals=100 --set rois_per_image=32
 	$(ODLITE) train --config $(FRCNN_DIR)-demo.config --model-dir $(FRCNN_DIR)-demo --seed 1
 	$(ODLITE) eval --model-dir $(FRCNN_DIR)-demo
 	$(MAKE) --no-print-directory export MODEL_DIR=$(FRCNN_DIR)-demo

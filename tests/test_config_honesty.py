@@ -145,7 +145,7 @@ def _faster_rcnn_bases(data: Path) -> dict[str, str]:
     fixed = f"fixed_shape_resizer {{ height: {FRCNN_SIZE} width: {FRCNN_SIZE} }}"
     keep = re.search(r"keep_aspect_ratio_resizer \{[^}]*\}", text).group(0)
     # Batch-norm blocks of their own for the RPN conv and the box head, so that their fields are walked.
-    normed = parse_pipeline_config(initializers("scaling", "normal", "truncated"))
+    normed = parse_pipeline_config(initializers("truncated", "normal", "truncated"))
     frcnn = "model.faster_rcnn"
     heads = (
         f"{frcnn}.first_stage_box_predictor_conv_hyperparams",
@@ -156,6 +156,7 @@ def _faster_rcnn_bases(data: Path) -> dict[str, str]:
         "faster_rcnn": text,
         "faster_rcnn swapped initializers, head batch norms": normed.to_text(),
         "faster_rcnn other initializers": initializers("normal", "scaling", "normal"),
+        # (the shipped config: scaling, truncated, scaling; so each block meets each kind)
         "faster_rcnn fixed shape": text.replace(keep, fixed),
     }
 
