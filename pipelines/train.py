@@ -3,10 +3,11 @@
 A plain tf.function loop around odlite's network (the OD API's, model.py) and Model
 Garden's anchor labeler and focal loss, rather than Orbit, so that it can show a
 progress bar, write the scalars users look for, save on Ctrl-C and resume from the
-latest checkpoint by itself. The loss is the
+latest checkpoint by itself. The SSD's loss is the
 OD API's: focal classification loss and smooth-L1 box loss on faster-rcnn encoded
 boxes, normalised by the number of matched anchors, with the config's
 classification and localization weights (Model Garden has no such weights).
+Faster R-CNN's targets and losses are Model Garden's (faster_rcnn.py); the loop is the same.
 """
 
 from __future__ import annotations
