@@ -74,6 +74,19 @@ def bench_convert(work: Path, images: int, repeats: int) -> dict:
     return results
 
 
+def sample_config(work: Path, base: str, name: str, batch_size: int, splits: dict | None = None) -> tuple[Path, Path]:
+    """A shipped config pointed at freshly generated and converted sample data: (config, data folder)."""
+    from pipelines.pipeline_config import patch_config
+
+    src, data = work / f"{name}-sample", work / f"{name}-data"
+    generate(src, seed=0, splits=splits)
+    convert(src, data, label_map_path=LABEL_MAP, progress=False)
+    config = work / f"{name}.config"
+    paths = [f"train_input_path={data}/train-*.tfrecord", f"eval_input_path={data}/val-*.tfrecord"]
+    patch_config(ROOT / "configs" / base, config, [*paths, f"batch_size={batch_size}"])
+    return config, data
+
+
 def timed_training(config: Path, model_dir: Path, steps: int, warmup: int, mixed_precision: bool = False) -> float:
     """Seconds of ``steps`` training steps after ``warmup`` (tracing, pipeline fill)."""
     from pipelines.train import train
@@ -89,17 +102,7 @@ def bench_training(work: Path, steps: int, warmup: int) -> dict:
     """Training images/s at 320 x 320, batch 8, after ``warmup`` steps (tracing, pipeline fill)."""
     import tensorflow as tf
 
-    from pipelines.pipeline_config import patch_config
-
-    src, data = work / "train-sample", work / "train-data"
-    generate(src, seed=0)
-    convert(src, data, label_map_path=LABEL_MAP, progress=False)
-    config = work / "bench.config"
-    patch_config(
-        ROOT / "configs" / "ssd_mobilenet_v2_fpnlite_320x320.config",
-        config,
-        [f"train_input_path={data}/train-*.tfrecord", f"eval_input_path={data}/val-*.tfrecord", "batch_size=8"],
-    )
+    config, data = sample_config(work, "ssd_mobilenet_v2_fpnlite_320x320.config", "bench", 8)
     device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
 
     def rate(model_dir: Path, mixed_precision: bool = False) -> dict:
@@ -275,17 +278,8 @@ def bench_faster_rcnn(work: Path, steps: int, clients: int, seconds: float) -> d
     from pipelines.evaluate import checkpoint_detector, run_detector
     from pipelines.experiment import load_train_spec
     from pipelines.export import export
-    from pipelines.pipeline_config import patch_config
 
-    src, data = work / "frcnn-sample", work / "frcnn-data"
-    generate(src, seed=0, splits={"train": 16, "val": 16})
-    convert(src, data, label_map_path=LABEL_MAP, progress=False)
-    config = work / "frcnn.config"
-    patch_config(
-        ROOT / "configs" / "faster_rcnn_resnet50_fpn_640.config",
-        config,
-        [f"train_input_path={data}/train-*.tfrecord", f"eval_input_path={data}/val-*.tfrecord", "batch_size=2"],
-    )
+    config, data = sample_config(work, "faster_rcnn_resnet50_fpn_640.config", "frcnn", 2, {"train": 16, "val": 16})
     device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
     model_dir = work / "frcnn-model"
     train_seconds = timed_training(config, model_dir, steps, warmup=2)
