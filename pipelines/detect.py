@@ -116,15 +116,21 @@ def _checkpoint_model(path: Path) -> Model:
     return Model(path, label_lines(read_label_map(spec.label_map_path)), run, "checkpoint")
 
 
+def saved_model_folder(path: Path) -> Path | None:
+    """``path`` itself when it is a SavedModel, its ``saved_model/`` when it is an export folder."""
+    for folder in (path, path / "saved_model"):
+        if (folder / "saved_model.pb").exists():
+            return folder
+    return None
+
+
 def load_model(path: str | Path) -> Model:
     """A .tflite, a SavedModel folder (or an export folder holding one), or a checkpoint folder."""
     path = Path(path)
     if path.suffix == ".tflite" and path.is_file():
         return _tflite_model(path)
-    if (path / "saved_model.pb").exists():
-        return _saved_model(path)
-    if (path / "saved_model" / "saved_model.pb").exists():
-        return _saved_model(path / "saved_model")
+    if folder := saved_model_folder(path):
+        return _saved_model(folder)
     if (path / "checkpoint").exists():
         return _checkpoint_model(path)
     raise OdliteError.at(path, "not a model: expected a .tflite, a SavedModel or a folder with checkpoints")

@@ -25,7 +25,7 @@ from pycocotools.cocoeval import COCOeval
 from pipelines.artifacts import checkpoint_step, export_step, latest_checkpoint, resolve_config
 from pipelines.console import progress_bar
 from pipelines.errors import OdliteError
-from pipelines.experiment import TrainSpec, build_network, load_train_spec
+from pipelines.experiment import TrainSpec, load_train_spec, restored_network
 from pipelines.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.label_map import read_label_map
 from pipelines.model import normalize_pixels
@@ -77,8 +77,7 @@ def pipeline_input_size(spec: TrainSpec) -> int | None:
 def checkpoint_detector(spec: TrainSpec, checkpoint: str):
     """uint8 [N, S, S, 3] (S: ``pipeline_input_size``; any size for Faster R-CNN) -> (normalised
     [ymin, xmin, ymax, xmax], scores, classes, count) from a checkpoint."""
-    model = build_network(spec.model)
-    tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+    model = restored_network(spec.model, checkpoint)
     if spec.model.kind == "faster_rcnn":
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])

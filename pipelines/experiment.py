@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tensorflow as tf
+
 from pipelines.faster_rcnn import FasterRcnnSpec, build_faster_rcnn
 from pipelines.model import ConvParams, ModelSpec, build_model
 from pipelines.pipeline_config import PipelineConfig, View, load_pipeline_config
@@ -260,6 +262,13 @@ def train_spec(config: PipelineConfig) -> TrainSpec:
 def build_network(spec: ModelSpec | FasterRcnnSpec):
     """The network a spec describes, built and initialised."""
     return build_faster_rcnn(spec) if spec.kind == "faster_rcnn" else build_model(spec)
+
+
+def restored_network(spec: ModelSpec | FasterRcnnSpec, checkpoint: str):
+    """The network with the weights of an odlite checkpoint (training's Checkpoint(model=...))."""
+    model = build_network(spec)
+    tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+    return model
 
 
 def load_train_spec(path: str | Path) -> TrainSpec:

@@ -48,7 +48,7 @@ from pipelines.artifacts import (
 from pipelines.atomic import atomic_folder
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
-from pipelines.experiment import TrainSpec, build_network, load_train_spec
+from pipelines.experiment import TrainSpec, load_train_spec, restored_network
 from pipelines.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.label_map import read_label_map
 from pipelines.model import ModelSpec, normalize_pixels
@@ -79,8 +79,7 @@ class DetectorModule(tf.Module):
     def __init__(self, spec: TrainSpec, checkpoint: str):
         super().__init__()
         self.spec = spec.model
-        model = build_network(self.spec)
-        tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+        model = restored_network(self.spec, checkpoint)
         # Track the weights, not the Keras model: saving a Keras model traces every layer's call
         # for Keras' own loader, which took 60 of the 84 s of each TFLite conversion.
         self.__dict__["model"] = model
@@ -133,8 +132,7 @@ class TwoStageModule(tf.Module):
     def __init__(self, spec: TrainSpec, checkpoint: str):
         super().__init__()
         self.spec = spec.model
-        model = build_network(self.spec)
-        tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+        model = restored_network(self.spec, checkpoint)
         self.__dict__["model"] = model  # the weights are tracked, not the Keras model (see DetectorModule)
         self.weights = list(model.variables)
         self.serve = tf.function(

@@ -357,8 +357,10 @@ def training_losses(spec: FasterRcnnSpec):
         )
         # Losses in float32 under a mixed policy, as Model Garden's own train step casts them.
         outputs = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32) if t.dtype.is_floating else t, outputs)
-        values = task.build_losses(outputs, targets, model.losses)
-        reg = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
+        # model.losses evaluates every L2 term anew on each access: once per step.
+        regularization = model.losses
+        values = task.build_losses(outputs, targets, regularization)
+        reg = tf.add_n(regularization) if regularization else tf.constant(0.0)
         return {
             "total_loss": values["total_loss"],
             "rpn_objectness_loss": values["rpn_score_loss"],

@@ -798,15 +798,10 @@ def _faster_rcnn_checks(value, present) -> list[tuple[str, str]]:
         if present(norm):
             for name in ("scale", "center", "train"):
                 if value(f"{norm}.{name}") is not True:
-                    out.append(
-                        (
-                            f"{norm}.{name}",
-                            "must be true for Faster R-CNN: Model Garden's batch norms always "
-                            "scale, centre and train (the OD API default false does not apply)"
-                            if name == "scale"
-                            else "must be true for Faster R-CNN: Model Garden's batch norms always centre and train",
-                        )
-                    )
+                    # Only scale's OD API default is false; centre and train default to true.
+                    default = " (the OD API default false does not apply)" if name == "scale" else ""
+                    why = "Model Garden's batch norms always scale, centre and train"
+                    out.append((f"{norm}.{name}", f"must be true for Faster R-CNN: {why}{default}"))
     extractor_norm = f"{FRCNN}.feature_extractor.conv_hyperparams"
     if present(extractor_norm) and not present(f"{extractor_norm}.batch_norm"):
         out.append((f"{extractor_norm}.batch_norm", "missing: Model Garden's FPN is batch-normalised"))

@@ -21,7 +21,7 @@ import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from pipelines.detect import Model, load_model
+from pipelines.detect import Model, load_model, saved_model_folder
 from pipelines.errors import OdliteError
 from pipelines.images import ImageProblem, upright_rgb
 
@@ -32,7 +32,7 @@ class ModelPool:
     """``size`` copies of the model, each with its own interpreter; ``borrow`` blocks until one is free."""
 
     def __init__(self, path: Path, size: int):
-        saved_model = (path / "saved_model.pb").exists() or (path / "saved_model" / "saved_model.pb").exists()
+        saved_model = saved_model_folder(path) is not None
         if path.suffix != ".tflite" and not saved_model:
             raise OdliteError.at(path, "serve takes an exported .tflite or SavedModel (a folder from odlite export)")
         self.models: queue.Queue[Model] = queue.Queue()
