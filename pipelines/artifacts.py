@@ -61,3 +61,11 @@ def latest_export(root: Path = Path("exported")) -> Path:
     if not candidates:
         raise OdliteError.at(root, "no exported .tflite here; run odlite export first or pass --model")
     return candidates[-1]
+
+
+def glob_inputs(patterns: list[str], what: str) -> list[str]:
+    files = sorted({f for pattern in patterns for f in tf.io.gfile.glob(pattern)})
+    if not files:
+        shown = ", ".join(repr(p) for p in patterns)
+        raise OdliteError(f"{what} input_path {shown} matches no files (convert the data first: odlite convert)")
+    return files

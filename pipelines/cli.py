@@ -103,6 +103,11 @@ def cmd_train(args) -> int:
         num_steps=args.num_steps,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
+        summary_every=args.summary_every,
+        steps_per_loop=args.steps_per_loop,
+        eval_every=args.eval_every,
+        best_metric=args.best_metric,
+        early_stop_patience=args.early_stop_patience,
         from_scratch=args.from_scratch,
         mixed_precision=args.mixed_precision,
         cpu_replicas=args.cpu_replicas,
@@ -112,6 +117,9 @@ def cmd_train(args) -> int:
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
     print(f"step {result.step}: {losses}")
     print(f"checkpoint: {result.checkpoint}")
+    if result.best_step is not None:
+        best = result.model_dir / "best"
+        print(f"best: step {result.best_step}, {args.best_metric} {result.best_value:.3f} ({best}, with metrics.json)")
     if result.interrupted:
         print("interrupted: the checkpoint above holds the last step; run the same command to resume", file=sys.stderr)
         return 130
@@ -181,7 +189,9 @@ def cmd_detect(args) -> int:
     from pipelines.detect import detect
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-    result = detect(args.model, args.images, args.out, args.min_score, args.max_boxes, classes, not args.quiet)
+    result = detect(
+        args.model, args.images, args.out, args.min_score, args.max_boxes, classes, not args.quiet, args.checkpoint
+    )
     rows = [
         [Path(entry["image"]).name, len(entry["detections"]),
          ", ".join(f"{d['label']} {d['score']:.2f}" for d in entry["detections"][:4])]
@@ -278,7 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", type=Path, required=True, help="checkpoints, TensorBoard logs, resolved config")
     p.add_argument("--num-steps", type=int, help="train to this step (default: train_config.num_steps)")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
-    p.add_argument("--keep-checkpoints", type=int, default=5, help="checkpoints kept")
+    p.add_argument("--keep-checkpoints", type=int, default=5, help="checkpoints kept (besides best/)")
+    p.add_argument("--steps-per-loop", type=int, help="steps per tf.function call (default: 50 on a GPU, 1 on the CPU)")
+    p.add_argument("--summary-every", type=int, help="steps between loss readings (default: 10 or steps-per-loop)")
+    p.add_argument(
+        "--eval-every", type=int, default=0, help="evaluate every N-th step's checkpoint; keep the best in DIR/best"
+    )
+    p.add_argument("--best-metric", default="AP", help="what best means: AP (mAP@0.5:0.95), AP50, ... or AP50/<class>")
+    p.add_argument("--early-stop-patience", type=int, default=0, help="stop after K evaluations without improvement")
     p.add_argument("--from-scratch", action="store_true", help="train from scratch if fine_tune_checkpoint is missing")
     p.add_argument("--mixed-precision", action="store_true", help="train in float16 on the GPU")
     p.add_argument("--cpu-replicas", type=int, default=0, help="mirror over N logical CPU devices (for testing)")
@@ -303,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="pipeline.config (default: MODEL_DIR/pipeline.config)")
     p.add_argument("--model-dir", type=Path, required=True, help="checkpoint folder")
     p.add_argument("--out", type=Path, required=True, help="export folder, e.g. exported/tooth")
-    p.add_argument("--checkpoint", help="checkpoint prefix (default: the latest in MODEL_DIR)")
+    p.add_argument("--checkpoint", help="checkpoint prefix (default: MODEL_DIR/best, else the latest)")
     p.add_argument("--variants", help="comma-separated TFLite models: fp32, fp16, int8 (default: all three; SSD only)")
     p.add_argument("--calibration-images", type=int, default=300, help="training images to calibrate int8 on")
     p.add_argument(
@@ -320,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, default=0.5, help="drop detections scoring less")
     p.add_argument("--max-boxes", type=int, default=100, help="keep at most this many per image")
     p.add_argument("--classes", help="comma-separated labels to keep, e.g. caries")
+    p.add_argument("--checkpoint", help="with a checkpoint folder: this checkpoint (default: best/, else the latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_detect)
 

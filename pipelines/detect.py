@@ -18,8 +18,9 @@ import numpy as np
 from natsort import natsorted
 from PIL import Image
 
-from pipelines.artifacts import LABELS_FILE, label_lines, latest_checkpoint, resolve_config
+from pipelines.artifacts import LABELS_FILE, checkpoint_step, label_lines, resolve_config
 from pipelines.atomic import write_text_atomically
+from pipelines.best_checkpoint import chosen_checkpoint
 from pipelines.console import progress_bar
 from pipelines.draw import draw_on
 from pipelines.errors import OdliteError, Problem
@@ -42,8 +43,9 @@ class Found:
 class Model:
     """A loaded detector: ``__call__`` maps an RGB image to every detection, strongest first."""
 
-    def __init__(self, path: Path, labels: list[str], run, kind: str):
+    def __init__(self, path: Path, labels: list[str], run, kind: str, checkpoint: str | None = None):
         self.path, self.labels, self._run, self.kind = path, labels, run, kind
+        self.checkpoint = checkpoint  # the one a checkpoint folder was read from
 
     def __call__(self, rgb: np.ndarray) -> list[Found]:
         boxes, scores, ids, count = self._run(rgb)
@@ -99,21 +101,22 @@ def _saved_model(path: Path) -> Model:
     return Model(path, _labels_from_file(labels_file), run, "saved_model")
 
 
-def _checkpoint_model(path: Path) -> Model:
+def _checkpoint_model(path: Path, checkpoint: str | None, say) -> Model:
 
     from pipelines.evaluate import checkpoint_detector, pipeline_input_size
     from pipelines.experiment import load_train_spec
     from pipelines.label_map import read_label_map
 
     spec = load_train_spec(resolve_config(None, path))
-    detect = checkpoint_detector(spec, latest_checkpoint(path))
+    checkpoint = chosen_checkpoint(path, checkpoint, say)
+    detect = checkpoint_detector(spec, checkpoint)
     size = pipeline_input_size(spec)
 
     def run(rgb):
         batch = resize_to_input(rgb[None], size) if size else rgb[None]
         return (t.numpy()[0] for t in detect(batch))
 
-    return Model(path, label_lines(read_label_map(spec.label_map_path)), run, "checkpoint")
+    return Model(path, label_lines(read_label_map(spec.label_map_path)), run, "checkpoint", checkpoint)
 
 
 def saved_model_folder(path: Path) -> Path | None:
@@ -124,15 +127,16 @@ def saved_model_folder(path: Path) -> Path | None:
     return None
 
 
-def load_model(path: str | Path) -> Model:
-    """A .tflite, a SavedModel folder (or an export folder holding one), or a checkpoint folder."""
+def load_model(path: str | Path, checkpoint: str | None = None, say=print) -> Model:
+    """A .tflite, a SavedModel folder (or an export folder holding one), or a checkpoint folder: its
+    ``checkpoint`` when given, else its best (``best/``), else its latest."""
     path = Path(path)
     if path.suffix == ".tflite" and path.is_file():
         return _tflite_model(path)
     if folder := saved_model_folder(path):
         return _saved_model(folder)
     if (path / "checkpoint").exists():
-        return _checkpoint_model(path)
+        return _checkpoint_model(path, checkpoint, say)
     raise OdliteError.at(path, "not a model: expected a .tflite, a SavedModel or a folder with checkpoints")
 
 
@@ -169,9 +173,10 @@ def detect(
     max_boxes: int = 100,
     classes: list[str] | None = None,
     progress: bool = True,
+    checkpoint: str | None = None,
 ) -> DetectResult:
     """Detect on every image; write OUT/<name>.png per image and OUT/detections.json for all."""
-    model = load_model(model_path)
+    model = load_model(model_path, checkpoint)
     unknown = sorted(set(classes or []) - set(model.labels))
     if unknown:
         raise OdliteError(f"unknown class(es) {', '.join(unknown)}; the model knows {', '.join(model.labels)}")
@@ -197,6 +202,7 @@ def detect(
     summary = {
         "model": str(model.path),
         "model_kind": model.kind,
+        **({"checkpoint": model.checkpoint, "step": checkpoint_step(model.checkpoint)} if model.checkpoint else {}),
         "min_score": min_score,
         "max_boxes": max_boxes,
         "classes": classes or model.labels,

@@ -22,7 +22,7 @@ import tensorflow as tf
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from pipelines.artifacts import checkpoint_step, export_step, latest_checkpoint, resolve_config
+from pipelines.artifacts import checkpoint_step, export_step, glob_inputs, latest_checkpoint, resolve_config
 from pipelines.console import progress_bar
 from pipelines.errors import OdliteError
 from pipelines.experiment import TrainSpec, load_train_spec, restored_network
@@ -31,7 +31,6 @@ from pipelines.label_map import read_label_map
 from pipelines.model import normalize_pixels
 from pipelines.resize import resize_to_input
 from pipelines.tfrecord import feature_spec
-from pipelines.train import glob_inputs
 
 COCO_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"]
 COCO_NAMES += ["AR_small", "AR_medium", "AR_large"]

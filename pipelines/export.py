@@ -41,11 +41,12 @@ from pipelines.artifacts import (
     EXPORT_REPORT,
     LABELS_FILE,
     checkpoint_step,
+    glob_inputs,
     label_lines,
-    latest_checkpoint,
     resolve_config,
 )
 from pipelines.atomic import atomic_folder
+from pipelines.best_checkpoint import chosen_checkpoint
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
 from pipelines.experiment import TrainSpec, load_train_spec, restored_network
@@ -53,7 +54,6 @@ from pipelines.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.label_map import read_label_map
 from pipelines.model import ModelSpec, normalize_pixels
 from pipelines.resize import resize_to_input
-from pipelines.train import glob_inputs
 
 VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite", "int8": "model_int8.tflite"}
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
@@ -271,7 +271,7 @@ def export(
     progress = progress or (lambda message: None)
     config_path = resolve_config(config_path, model_dir)
     spec = load_train_spec(config_path)
-    checkpoint = checkpoint or latest_checkpoint(model_dir)
+    checkpoint = chosen_checkpoint(model_dir, checkpoint, say=progress)
     if spec.model.kind == "faster_rcnn":
         if variants:
             raise OdliteError(

@@ -342,6 +342,16 @@ def _loss_task(spec: FasterRcnnSpec) -> maskrcnn_task.MaskRCNNTask:
     return maskrcnn_task.MaskRCNNTask(config)
 
 
+FASTER_RCNN_LOSSES = (
+    "total_loss",
+    "rpn_objectness_loss",
+    "rpn_localization_loss",
+    "classification_loss",
+    "localization_loss",
+    "regularization_loss",
+)
+
+
 def training_losses(spec: FasterRcnnSpec):
     """(model, images, targets) -> the losses of one training batch, as Model Garden's task computes them."""
     task = _loss_task(spec)

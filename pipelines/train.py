@@ -1,10 +1,12 @@
 """The training stage: pipeline.config + TFRecords -> checkpoints in a model directory.
 
-A plain tf.function loop around odlite's network (the OD API's, model.py) and Model
-Garden's anchor labeler and focal loss, rather than Orbit, so that it can show a
-progress bar, write the scalars users look for, save on Ctrl-C and resume from the
-latest checkpoint by itself. The SSD's loss is the
-OD API's: focal classification loss and smooth-L1 box loss on faster-rcnn encoded
+A tf.function loop around odlite's network (the OD API's, model.py) and Model Garden's
+focal loss, rather than Orbit, so that it can show a progress bar, write the scalars
+users look for, save on Ctrl-C, resume from the latest checkpoint by itself, and keep
+the best one as it evaluates (best_checkpoint.py). Like Orbit's, it runs N steps per
+call and reads the losses only at summary steps, so an accelerator is not left idle
+between steps; the input (train_input.py) prefetches. Where it runs, one device to
+several machines, is distribute.py's choice. The SSD's loss is the OD API's: focal classification loss and smooth-L1 box loss on faster-rcnn encoded
 boxes, normalised by the number of matched anchors, with the config's
 classification and localization weights (Model Garden has no such weights).
 Faster R-CNN's targets and losses are Model Garden's (faster_rcnn.py); the loop is the same.
@@ -19,23 +21,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
-from official.vision.dataloaders import tf_example_decoder
 from official.vision.losses import focal_loss, loss_utils
-from official.vision.ops import anchor
 
-from pipelines.artifacts import CONFIG_NAME, checkpoint_step
+from pipelines.artifacts import CONFIG_NAME
 from pipelines.atomic import write_text_atomically
-from pipelines.augment import augmenter
+from pipelines.best_checkpoint import BestKeeper, check_metric
 from pipelines.console import progress_bar
+from pipelines.distribute import agreed_code, drop_scratch, gpu_available, pick_strategy, read_cluster, save_folder
 from pipelines.errors import OdliteError
 from pipelines.experiment import LearningRate, TrainSpec, build_network, load_train_spec
-from pipelines.faster_rcnn import rpn_labeller, training_losses
+from pipelines.faster_rcnn import FASTER_RCNN_LOSSES, training_losses
+from pipelines.label_map import read_label_map
 from pipelines.model import normalize_pixels
 from pipelines.pipeline_config import check_paths_resolved
-from pipelines.resize import resize_to_input
+from pipelines.train_input import train_dataset
 from pipelines.warm_start import warm_start
 
 
@@ -69,75 +70,7 @@ def make_optimizer(spec: TrainSpec) -> tf_keras.optimizers.Optimizer:
     return tf_keras.optimizers.SGD(CosineDecayWithWarmup(spec.learning_rate), momentum=spec.momentum)
 
 
-def glob_inputs(patterns: list[str], what: str) -> list[str]:
-    files = sorted({f for pattern in patterns for f in tf.io.gfile.glob(pattern)})
-    if not files:
-        shown = ", ".join(repr(p) for p in patterns)
-        raise OdliteError(f"{what} input_path {shown} matches no files (convert the data first: odlite convert)")
-    return files
-
-
-def anchor_labeller(spec: TrainSpec):
-    """(decoded, augmented example) -> (uint8 image at the input size, anchor targets).
-
-    Model Garden's AnchorLabeler on the OD API's anchors, as its RetinaNet parser uses it, without the
-    parser's normalisation of the full-size photo: that was a third of the input pipeline's
-    cost; the training step normalises the small uint8 batch instead (on a GPU, for free).
-    """
-    m = spec.model
-    size = m.input_size
-    anchors = m.anchors()  # the OD API's, built once
-    labeller = anchor.AnchorLabeler(spec.matched_threshold, spec.unmatched_threshold, list(m.box_coder_weights))
-
-    def label(data: dict):
-        # Crowd regions are not trained on (Model Garden's skip_crowd_during_training); boxes that
-        # augmentation left empty go; beyond max_number_of_boxes they are dropped, as in the OD API.
-        # fixed_shape_resizer stretches, so pixels are size * normalised.
-        boxes = data["groundtruth_boxes"] * float(size)
-        keep = ~data["groundtruth_is_crowd"] & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        boxes = tf.boolean_mask(boxes, keep)[: spec.max_boxes]
-        classes = tf.expand_dims(tf.boolean_mask(data["groundtruth_classes"], keep)[: spec.max_boxes], 1)
-        cls_targets, box_targets, _, cls_weights, box_weights = labeller.label_anchors(anchors, boxes, classes)
-        targets = {
-            "cls_targets": cls_targets,
-            "box_targets": box_targets,
-            "cls_weights": cls_weights,
-            "box_weights": box_weights,
-        }
-        return resize_to_input(data["image"], size), targets
-
-    return label
-
-
-def train_dataset(spec: TrainSpec, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
-    """Augmented, anchor-labelled batches of uint8 images: shuffled unless the train_input_reader says
-    ``shuffle: false``, endless unless it sets ``num_epochs``."""
-    files = glob_inputs(spec.train_paths, "train_input_reader")
-    decoder = tf_example_decoder.TfExampleDecoder(regenerate_source_id=True)
-    two_stage = spec.model.kind == "faster_rcnn"
-    label = rpn_labeller(spec.model, spec.max_boxes) if two_stage else anchor_labeller(spec)
-    augment = augmenter(spec.augmentations)
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    if spec.shuffle:
-        dataset = dataset.shuffle(len(files), seed=seed)
-    dataset = dataset.repeat(spec.num_epochs or None)
-    # num_readers files are read at once; unshuffled, one after another, so that the order is the files'.
-    cycle = min(len(files), spec.num_readers) if spec.shuffle else 1
-    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=cycle, num_parallel_calls=tf.data.AUTOTUNE)
-    if spec.shuffle:
-        dataset = dataset.shuffle(512, seed=seed)
-    # Each example's augmentation seed: (run seed, its position in the stream), so a seeded run repeats.
-    base = seed if seed is not None else int(np.random.default_rng().integers(2**31))
-    dataset = dataset.enumerate()
-    dataset = dataset.map(
-        lambda index, raw: label(augment(decoder.decode(raw), tf.stack([tf.constant(base, tf.int64), index]))),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    options.deterministic = seed is not None or not spec.shuffle
-    return dataset.with_options(options)
+SSD_LOSSES = ("total_loss", "classification_loss", "localization_loss", "regularization_loss")
 
 
 def detection_losses(spec: TrainSpec, outputs: dict, labels: dict, regularization) -> dict:
@@ -204,24 +137,6 @@ def dtype_policy(name: str | None):
         tf_keras.mixed_precision.set_global_policy(previous)
 
 
-def gpu_available() -> bool:
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
-def pick_strategy(cpu_replicas: int = 0) -> tf.distribute.Strategy:
-    """All GPUs mirrored, one GPU, or the CPU; ``cpu_replicas`` splits the CPU to exercise mirroring."""
-    if cpu_replicas > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
-        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_replicas)])
-    gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    if gpus:
-        return tf.distribute.OneDeviceStrategy("/gpu:0")
-    return tf.distribute.get_strategy()
-
-
 @dataclass
 class TrainResult:
     model_dir: Path
@@ -230,6 +145,9 @@ class TrainResult:
     interrupted: bool
     images_per_second: float
     losses: dict
+    stopped_early: bool = False
+    best_step: int | None = None  # the checkpoint kept in MODEL_DIR/best (with --eval-every)
+    best_value: float | None = None
 
 
 class _StopOnSignal:
@@ -255,13 +173,38 @@ class _StopOnSignal:
             signal.signal(sig, handler)
 
 
+# Steps per tf.function call on a GPU, where going back to Python after each step would idle it.
+# On the CPU a step takes a second or more, so one step per call costs nothing and the bar moves each step.
+GPU_STEPS_PER_LOOP = 50
+SUMMARY_EVERY = 10
+# What the workers agree on at the end of each loop call (the highest any of them says wins).
+GO_ON, EARLY_STOP, INTERRUPTED = 0, 1, 2
+
+
+def _positive(**values) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise OdliteError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+
+
+def _next_stop(step: int, total_steps: int, steps_per_loop: int, *intervals: int) -> int:
+    """The step the next loop call runs to: at most steps_per_loop on, never past a summary,
+    checkpoint or evaluation step, so those happen exactly where they would one step at a time."""
+    stops = [total_steps, step + steps_per_loop] + [(step // every + 1) * every for every in intervals if every]
+    return min(stops)
+
+
 def train(
     config_path: str | Path,
     model_dir: str | Path,
     num_steps: int | None = None,
     checkpoint_every: int = 100,
     keep_checkpoints: int = 5,
-    summary_every: int = 10,
+    summary_every: int | None = None,
+    steps_per_loop: int | None = None,
+    eval_every: int = 0,
+    best_metric: str = "AP",
+    early_stop_patience: int = 0,
     from_scratch: bool = False,
     mixed_precision: bool = False,
     cpu_replicas: int = 0,
@@ -271,16 +214,30 @@ def train(
 ) -> TrainResult:
     """Train to ``num_steps`` (default: the config's), resuming from the latest checkpoint in ``model_dir``.
 
-    ``on_step(step, losses)`` is called after every step (progress reporting, tests).
+    ``steps_per_loop`` steps run in one tf.function call (default: 50 on a GPU, 1 on the CPU); losses
+    are read every ``summary_every`` steps (default: 10, or steps_per_loop if larger). With
+    ``eval_every`` N, each N-th checkpoint (and the last) is evaluated as ``odlite eval`` would and the
+    best by ``best_metric`` kept in ``MODEL_DIR/best``; ``early_stop_patience`` K stops after K
+    evaluations without improvement. ``on_step(step, losses)`` is called after each loop call.
     """
+    cluster = read_cluster()
+    strategy = pick_strategy(cluster, cpu_replicas)  # first: collectives are set up before any op
     spec = load_train_spec(config_path)
     check_paths_resolved(spec.config)
     model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
     total_steps = int(num_steps or spec.num_steps)
     if mixed_precision and not gpu_available():
         raise OdliteError("--mixed-precision needs a GPU (float16 brings nothing on the CPU); leave it out")
-    strategy = pick_strategy(cpu_replicas)
+    _positive(checkpoint_every=checkpoint_every, steps_per_loop=steps_per_loop, summary_every=summary_every)
+    _positive(eval_every=eval_every or None, early_stop_patience=early_stop_patience or None)
+    steps_per_loop = steps_per_loop or (GPU_STEPS_PER_LOOP if gpu_available() else 1)
+    summary_every = summary_every or max(SUMMARY_EVERY, steps_per_loop)
+    keeper = None
+    if eval_every:
+        labels = list(read_label_map(spec.label_map_path).values())
+        keeper = BestKeeper(model_dir, check_metric(best_metric, labels))
+    elif early_stop_patience:
+        raise OdliteError("--early-stop-patience counts evaluations: give --eval-every N too")
     if seed is not None:
         tf_keras.utils.set_random_seed(seed)
     dataset = strategy.experimental_distribute_dataset(train_dataset(spec, spec.batch_size, seed))
@@ -290,10 +247,14 @@ def train(
             model = build_network(spec.model)  # layers keep the policy they were built under
         optimizer = make_optimizer(spec)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=keep_checkpoints)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        print(f"resuming from {manager.latest_checkpoint} (step {int(optimizer.iterations.numpy())})")
+    # Every worker restores the chief's latest checkpoint (the model directory is on shared storage).
+    restore_from = tf.train.latest_checkpoint(str(model_dir))
+    folder = save_folder(model_dir, cluster)
+    drop_scratch(folder, cluster)  # a killed run's leftovers
+    manager = tf.train.CheckpointManager(checkpoint, str(folder), max_to_keep=keep_checkpoints)
+    if restore_from:
+        checkpoint.restore(restore_from).assert_existing_objects_matched()
+        print(f"resuming from {restore_from} (step {int(optimizer.iterations.numpy())})")
     else:
         print(warm_start(model, spec, from_scratch))
     if mixed_precision:
@@ -301,77 +262,129 @@ def train(
         # scale is left out of the check and starts again from its default, adapting in a few steps.
         with strategy.scope():
             optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
-    write_text_atomically(model_dir / CONFIG_NAME, spec.config.to_text())
+    if cluster.is_chief:
+        write_text_atomically(model_dir / CONFIG_NAME, spec.config.to_text())
     device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    workers = f"workers: {cluster.workers} (this is {cluster.name}); " if cluster.workers > 1 else ""
     print(
-        f"training on {device}; replicas: {strategy.num_replicas_in_sync}; batch {spec.batch_size}; "
-        f"compute {model.compute_dtype}, weights {model.variable_dtype}"
+        f"training on {device}; {workers}replicas: {strategy.num_replicas_in_sync}; batch {spec.batch_size}; "
+        f"{steps_per_loop} step(s) per call; compute {model.compute_dtype}, weights {model.variable_dtype}"
     )
 
     compute_losses = step_losses(spec, model)
+    loss_names = FASTER_RCNN_LOSSES if spec.model.kind == "faster_rcnn" else SSD_LOSSES
+
+    @tf.autograph.experimental.do_not_convert  # plain Python; conversion only warns about the closure
+    def step_fn(images, labels):
+        with tf.GradientTape() as tape:
+            losses = compute_losses(images, labels)
+            scaled = losses["total_loss"] / strategy.num_replicas_in_sync
+            if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+                scaled = optimizer.get_scaled_loss(scaled)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+            grads = optimizer.get_unscaled_gradients(grads)
+        # The backbone's last 1x1 conv feeds no pyramid level: skip its missing gradients.
+        pairs = [(g, v) for g, v in zip(grads, model.trainable_variables) if g is not None]
+        optimizer.apply_gradients(pairs)
+        return {name: losses[name] for name in loss_names}
 
     @tf.function
-    def train_step(inputs):
-        @tf.autograph.experimental.do_not_convert  # plain Python; conversion only warns about the closure
-        def step_fn(images, labels):
-            with tf.GradientTape() as tape:
-                losses = compute_losses(images, labels)
-                scaled = losses["total_loss"] / strategy.num_replicas_in_sync
-                if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
-                    scaled = optimizer.get_scaled_loss(scaled)
-            grads = tape.gradient(scaled, model.trainable_variables)
-            if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
-                grads = optimizer.get_unscaled_gradients(grads)
-            # The backbone's last 1x1 conv feeds no pyramid level: skip its missing gradients.
-            pairs = [(g, v) for g, v in zip(grads, model.trainable_variables) if g is not None]
-            optimizer.apply_gradients(pairs)
-            return losses
+    def train_steps(iterator, count):
+        """Up to ``count`` steps in one call; (steps run, the last step's losses). Fewer when the data ends."""
+        ran = tf.constant(0)
+        losses = {name: tf.constant(0.0) for name in loss_names}
+        for _ in tf.range(count):
+            batch = iterator.get_next_as_optional()
+            if not batch.has_value():
+                break
+            per_replica = strategy.run(step_fn, args=batch.get_value())
+            losses = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
+            ran += 1
+        return ran, losses
 
-        per_replica = strategy.run(step_fn, args=inputs)
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
+    def save(at: int) -> str:
+        saved = manager.save(checkpoint_number=at)  # every worker saves: the variables are read collectively
+        drop_scratch(folder, cluster)
+        return str(model_dir / Path(saved).name)
 
-    writer = tf.summary.create_file_writer(str(model_dir / "train"))
+    def evaluate_and_keep(path: str) -> bool:
+        """Scores ``path`` as odlite eval does (report, TensorBoard); True when patience ran out."""
+        from pipelines.evaluate import evaluate, summary_line
+
+        metrics = evaluate(None, model_dir, checkpoint=path, progress=False)
+        improved = keeper.offer(path, metrics)
+        note = "best so far" if improved else f"best: step {keeper.best_step}, {keeper.metric} {keeper.best:.3f}"
+        bar.write(f"eval {summary_line(metrics)} ({note})")
+        return bool(early_stop_patience) and keeper.since_improved >= early_stop_patience
+
+    writer = tf.summary.create_file_writer(str(model_dir / "train")) if cluster.is_chief else None
+    writer = writer or tf.summary.create_noop_writer()
+    agree = agreed_code(strategy, cluster)
     step = int(optimizer.iterations.numpy())
+    saved_at = step if restore_from else None
+    evaluated_at = None
     losses: dict = {}
     rate = 0.0
-    interrupted = False
+    interrupted = stopped_early = wants_early_stop = False
     iterator = iter(dataset)
-    bar = progress_bar(total=total_steps, initial=step, unit="step", desc="train", disable=not progress)
-    window_start, window_steps = time.perf_counter(), 0
+    show = progress and cluster.is_chief
+    bar = progress_bar(total=total_steps, initial=step, unit="step", desc="train", disable=not show)
+    window_start, window_steps, read_at = time.perf_counter(), 0, None
+
+    def summarise(last_losses) -> None:
+        """Reads the losses (the only device-to-host copy of them) and writes the scalars."""
+        nonlocal losses, rate, window_start, window_steps, read_at
+        losses = {k: float(v) for k, v in last_losses.items()}
+        if not all(math.isfinite(v) for v in losses.values()):
+            raise OdliteError(f"the loss became {losses['total_loss']} by step {step}; lower the learning rate")
+        rate = window_steps * spec.batch_size / max(time.perf_counter() - window_start, 1e-9)
+        # The schedule's value at this step; under a strategy the optimizer's variables are mirrored.
+        learning_rate = float(optimizer.learning_rate.numpy())
+        for name, value in losses.items():
+            tf.summary.scalar(f"loss/{name}", value, step=step)
+        tf.summary.scalar("learning_rate", learning_rate, step=step)
+        tf.summary.scalar("images_per_second", rate, step=step)
+        shown = {"loss": f"{losses['total_loss']:.3f}", "lr": f"{learning_rate:.4f}", "img_s": f"{rate:.1f}"}
+        bar.set_postfix(shown, refresh=False)
+        window_start, window_steps, read_at = time.perf_counter(), 0, step
+
+    last_losses = None
     with bar, _StopOnSignal() as stopper, writer.as_default():
         while step < total_steps:
-            if stopper.stop:
-                interrupted = True
+            code = agree(INTERRUPTED if stopper.stop else EARLY_STOP if wants_early_stop else GO_ON)
+            if code != GO_ON:
+                interrupted, stopped_early = code == INTERRUPTED, code == EARLY_STOP
                 break
-            try:
-                batch = next(iterator)
-            except (StopIteration, tf.errors.OutOfRangeError):
-                print(f"the training data ran out at step {step}: train_input_reader.num_epochs is {spec.num_epochs}")
-                break
-            losses = {k: float(v) for k, v in train_step(batch).items()}
-            if not all(math.isfinite(v) for v in losses.values()):
-                raise OdliteError(f"the loss became {losses['total_loss']} at step {step + 1}; lower the learning rate")
-            step += 1
-            window_steps += 1
-            bar.update(1)
-            if window_steps >= summary_every or step == total_steps:
-                elapsed = time.perf_counter() - window_start
-                rate = window_steps * spec.batch_size / max(elapsed, 1e-9)
-                # The schedule's value at this step; under a strategy the optimizer's variables are mirrored.
-                learning_rate = float(optimizer.learning_rate.numpy())
-                for name, value in losses.items():
-                    tf.summary.scalar(f"loss/{name}", value, step=step)
-                tf.summary.scalar("learning_rate", learning_rate, step=step)
-                tf.summary.scalar("images_per_second", rate, step=step)
-                bar.set_postfix(
-                    loss=f"{losses['total_loss']:.3f}", lr=f"{learning_rate:.4f}", img_s=f"{rate:.1f}", refresh=False
-                )
-                window_start, window_steps = time.perf_counter(), 0
-            if step % checkpoint_every == 0:
-                manager.save(checkpoint_number=step)
+            target = _next_stop(step, total_steps, steps_per_loop, summary_every, checkpoint_every, eval_every)
+            ran, ran_losses = train_steps(iterator, tf.constant(target - step))
+            ran = int(ran)
+            ran_out = step + ran < target
+            step += ran
+            window_steps += ran
+            bar.update(ran)
+            last_losses = ran_losses if ran else last_losses
+            if ran and step % summary_every == 0:
+                summarise(last_losses)
+            evaluate_now = eval_every and step % eval_every == 0 and step != evaluated_at
+            if ran and (step % checkpoint_every == 0 or evaluate_now):
+                path, saved_at = save(step), step
+                if evaluate_now and cluster.is_chief:
+                    started = time.perf_counter()
+                    wants_early_stop, evaluated_at = evaluate_and_keep(path), step
+                    window_start += time.perf_counter() - started  # images/s counts training time only
             if on_step is not None:
                 on_step(step, losses)
-    latest = manager.latest_checkpoint
-    path = latest if latest and checkpoint_step(latest) == step else manager.save(checkpoint_number=step)
+            if ran_out:
+                print(f"the training data ran out at step {step}: train_input_reader.num_epochs is {spec.num_epochs}")
+                break
+        if last_losses is not None and read_at != step:
+            summarise(last_losses)
+        path = str(model_dir / f"ckpt-{step}") if saved_at == step else save(step)
+        if keeper and cluster.is_chief and not interrupted and evaluated_at != step and step > 0:
+            evaluate_and_keep(path)  # the last checkpoint is a candidate too
+    if stopped_early:
+        print(f"stopped early at step {step}: {keeper.metric} has not improved in {early_stop_patience} evaluation(s)")
     writer.flush()
-    return TrainResult(model_dir, step, path, interrupted, rate, losses)
+    best = (keeper.best_step, keeper.best) if keeper and keeper.best_step is not None else (None, None)
+    return TrainResult(model_dir, step, path, interrupted, rate, losses, stopped_early, *best)

@@ -134,7 +134,7 @@ def bench_input_pipeline(config: Path, batches: int) -> dict:
     """The training input pipeline alone (decode, augment, resize, anchor labelling) on every core: the
     rate it could feed an accelerator at, to set beside the training rate."""
     from pipelines.experiment import load_train_spec
-    from pipelines.train import train_dataset
+    from pipelines.train_input import train_dataset
 
     batches_in = iter(train_dataset(load_train_spec(config), 8))
     for _ in range(10):  # fill the shuffle buffer and let tf.data tune its parallelism

@@ -37,7 +37,8 @@ from pipelines.label_map import read_label_map
 from pipelines.model import build_model, normalize_pixels
 from pipelines.pipeline_config import parse_pipeline_config
 from pipelines.pipeline_schema import ENUMS, MESSAGES, NO_OPS, ROOT, SUPPORTED, message_spec
-from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, make_optimizer, train_dataset
+from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, make_optimizer
+from pipelines.train_input import train_dataset
 
 INPUT_BATCHES = 12  # more than one epoch of the 16-image sample at batch 2: num_epochs shows
 SIZE = 128

@@ -100,7 +100,8 @@ def test_every_zoo_setting_reaches_the_model(tiny_config):
 
 def test_classification_and_localization_weights_scale_the_losses(tiny_config, tmp_path):
     from pipelines.model import build_model, normalize_pixels
-    from pipelines.train import detection_losses, train_dataset
+    from pipelines.train import detection_losses
+    from pipelines.train_input import train_dataset
 
     spec = load_train_spec(tiny_config)
     images, labels = next(iter(train_dataset(spec, 2, seed=0)))
@@ -115,7 +116,7 @@ def test_classification_and_localization_weights_scale_the_losses(tiny_config, t
 
 
 def test_anchor_labeller_drops_crowd_empty_and_surplus_boxes(tiny_config):
-    from pipelines.train import anchor_labeller
+    from pipelines.train_input import anchor_labeller
 
     spec = load_train_spec(tiny_config)
     data = {

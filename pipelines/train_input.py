@@ -1,0 +1,83 @@
+"""The training input: TFRecords -> augmented, labelled batches of uint8 images, in tf.data.
+
+Decoded with Model Garden's TfExampleDecoder, augmented as the config's
+data_augmentation_options say (augment.py), then labelled for the meta-architecture:
+the SSD's anchors through Model Garden's AnchorLabeler, Faster R-CNN's through its RPN
+labeller (faster_rcnn.py). Images stay uint8 to the device; the training step normalises.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from official.vision.dataloaders import tf_example_decoder
+from official.vision.ops import anchor
+
+from pipelines.artifacts import glob_inputs
+from pipelines.augment import augmenter
+from pipelines.experiment import TrainSpec
+from pipelines.faster_rcnn import rpn_labeller
+from pipelines.resize import resize_to_input
+
+
+def anchor_labeller(spec: TrainSpec):
+    """(decoded, augmented example) -> (uint8 image at the input size, anchor targets).
+
+    Model Garden's AnchorLabeler on the OD API's anchors, as its RetinaNet parser uses it, without the
+    parser's normalisation of the full-size photo: that was a third of the input pipeline's
+    cost; the training step normalises the small uint8 batch instead (on a GPU, for free).
+    """
+    m = spec.model
+    size = m.input_size
+    anchors = m.anchors()  # the OD API's, built once
+    labeller = anchor.AnchorLabeler(spec.matched_threshold, spec.unmatched_threshold, list(m.box_coder_weights))
+
+    def label(data: dict):
+        # Crowd regions are not trained on (Model Garden's skip_crowd_during_training); boxes that
+        # augmentation left empty go; beyond max_number_of_boxes they are dropped, as in the OD API.
+        # fixed_shape_resizer stretches, so pixels are size * normalised.
+        boxes = data["groundtruth_boxes"] * float(size)
+        keep = ~data["groundtruth_is_crowd"] & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes = tf.boolean_mask(boxes, keep)[: spec.max_boxes]
+        classes = tf.expand_dims(tf.boolean_mask(data["groundtruth_classes"], keep)[: spec.max_boxes], 1)
+        cls_targets, box_targets, _, cls_weights, box_weights = labeller.label_anchors(anchors, boxes, classes)
+        targets = {
+            "cls_targets": cls_targets,
+            "box_targets": box_targets,
+            "cls_weights": cls_weights,
+            "box_weights": box_weights,
+        }
+        return resize_to_input(data["image"], size), targets
+
+    return label
+
+
+def train_dataset(spec: TrainSpec, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
+    """Augmented, anchor-labelled batches of uint8 images: shuffled unless the train_input_reader says
+    ``shuffle: false``, endless unless it sets ``num_epochs``."""
+    files = glob_inputs(spec.train_paths, "train_input_reader")
+    decoder = tf_example_decoder.TfExampleDecoder(regenerate_source_id=True)
+    two_stage = spec.model.kind == "faster_rcnn"
+    label = rpn_labeller(spec.model, spec.max_boxes) if two_stage else anchor_labeller(spec)
+    augment = augmenter(spec.augmentations)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if spec.shuffle:
+        dataset = dataset.shuffle(len(files), seed=seed)
+    dataset = dataset.repeat(spec.num_epochs or None)
+    # num_readers files are read at once; unshuffled, one after another, so that the order is the files'.
+    cycle = min(len(files), spec.num_readers) if spec.shuffle else 1
+    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=cycle, num_parallel_calls=tf.data.AUTOTUNE)
+    if spec.shuffle:
+        dataset = dataset.shuffle(512, seed=seed)
+    # Each example's augmentation seed: (run seed, its position in the stream), so a seeded run repeats.
+    base = seed if seed is not None else int(np.random.default_rng().integers(2**31))
+    dataset = dataset.enumerate()
+    dataset = dataset.map(
+        lambda index, raw: label(augment(decoder.decode(raw), tf.stack([tf.constant(base, tf.int64), index]))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = seed is not None or not spec.shuffle
+    return dataset.with_options(options)
