@@ -218,7 +218,15 @@ def cmd_serve(args) -> int:
 def cmd_sweep(args) -> int:
     from pipelines.sweep import sweep
 
-    result = sweep(args.config, args.grid, args.out, seed=args.seed, progress=not args.quiet)
+    result = sweep(
+        args.config,
+        args.grid,
+        args.out,
+        seed=args.seed,
+        progress=not args.quiet,
+        eval_every=args.eval_every,
+        early_stop_patience=args.early_stop_patience,
+    )
     if result.interrupted:
         print("interrupted: run the same command to resume", file=sys.stderr)
         return 130
@@ -360,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=Path, required=True, help="grid YAML (see configs/sweeps/)")
     p.add_argument("--out", type=Path, required=True, help="sweep folder; rerun to resume")
     p.add_argument("--seed", type=int, default=1, help="the same seed for every point, so points differ by settings")
+    p.add_argument(
+        "--eval-every", type=int, default=0, help="evaluate while training; rank each point by its best checkpoint"
+    )
+    p.add_argument("--early-stop-patience", type=int, default=0, help="stop a point after K evaluations not better")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=cmd_sweep)
 

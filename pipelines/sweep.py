@@ -17,7 +17,10 @@ A file has ``grid:``, ``points:`` or both (the listed points first); all of them
 ranked in one table, where a parameter a point leaves alone reads ``base``.
 
 Each point gets ``OUT/<name>/`` with its pipeline.config, its model folder and its
-evaluation; ``result.json`` is written last and marks the point done. A rerun skips
+evaluation; ``result.json`` is written last and marks the point done. With
+``eval_every``, each point is evaluated as it trains and ranked by its best checkpoint
+(mAP@0.5:0.95, kept in ``model/best/``), early-stopped after ``early_stop_patience``
+evaluations without improvement; the table shows the step it came from. A rerun skips
 done points and resumes an interrupted one from its latest checkpoint (training
 resumes by itself). ``results.csv``, ``results.md`` (ranked by mAP@0.5:0.95) and
 ``results.png`` (mAP against each swept parameter) are rewritten after every point.
@@ -119,7 +122,10 @@ def sweep(
     seed: int | None = 1,
     progress: bool = True,
     say=print,
+    eval_every: int = 0,
+    early_stop_patience: int = 0,
 ) -> SweepResult:
+    from pipelines.best_checkpoint import best_metrics
     from pipelines.evaluate import evaluate
     from pipelines.train import train
 
@@ -141,17 +147,25 @@ def sweep(
             result.rows.append(json.loads(done.read_text()))
             continue
         say(f"[{index + 1}/{len(points)}] {name}: training")
-        trained = train(folder / "pipeline.config", folder / "model", seed=seed, progress=progress)
+        trained = train(
+            folder / "pipeline.config",
+            folder / "model",
+            seed=seed,
+            progress=progress,
+            eval_every=eval_every,
+            early_stop_patience=early_stop_patience,
+        )
         result.trained.append(name)
         if trained.interrupted:
             result.interrupted = True
             break
-        metrics = evaluate(None, folder / "model", out=folder / "eval", progress=progress)
+        metrics = best_metrics(folder / "model") if eval_every else None
+        metrics = metrics or evaluate(None, folder / "model", out=folder / "eval", progress=progress)
         row = {"point": name, **{k: _text(v) for k, v in point.items()}, "AP": metrics["AP"], "AP50": metrics["AP50"]}
-        row["step"] = metrics["step"]
+        row.update(step=metrics["step"], trained_steps=trained.step)
         write_text_atomically(done, json.dumps(row, indent=2) + "\n")
         result.rows.append(row)
-        say(f"    mAP@0.5:0.95 {metrics['AP']:.3f}  mAP@0.5 {metrics['AP50']:.3f}")
+        say(f"    mAP@0.5:0.95 {metrics['AP']:.3f}  mAP@0.5 {metrics['AP50']:.3f}  (step {metrics['step']})")
         write_tables(out, result.rows, grid.parameters)
     write_tables(out, result.rows, grid.parameters)
     return result
@@ -161,7 +175,7 @@ def write_tables(out: Path, rows: list[dict], parameters: list[str]) -> None:
     if not rows:
         return
     ranked = sorted(rows, key=lambda r: -r["AP"])
-    columns = ["rank", "point", *parameters, "AP", "AP50", "step"]
+    columns = ["rank", "point", *parameters, "AP", "AP50", "step", "trained_steps"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
@@ -171,11 +185,13 @@ def write_tables(out: Path, rows: list[dict], parameters: list[str]) -> None:
     from tabulate import tabulate
 
     table = [
-        [rank, *(row.get(p, BASE) for p in parameters), f"{row['AP']:.3f}", f"{row['AP50']:.3f}", row["point"]]
+        [rank, *(row.get(p, BASE) for p in parameters), f"{row['AP']:.3f}", f"{row['AP50']:.3f}", row["step"]]
+        + [row.get("trained_steps", row["step"]), row["point"]]
         for rank, row in enumerate(ranked, start=1)
     ]
-    headers = ["rank", *parameters, "mAP@0.5:0.95", "mAP@0.5", "folder"]
-    text = "# Sweep results\n\nRanked by mAP@0.5:0.95 on the validation split.\n\n"
+    headers = ["rank", *parameters, "mAP@0.5:0.95", "mAP@0.5", "step", "trained", "folder"]
+    text = "# Sweep results\n\nRanked by mAP@0.5:0.95 on the validation split, at each point's best checkpoint "
+    text += "(the step it came from; its last one when evaluated only at the end).\n\n"
     text += tabulate(table, headers=headers, tablefmt="github") + "\n\n![mAP per parameter](results.png)\n"
     write_text_atomically(out / "results.md", text)
     _plot(out / "results.png", rows, parameters)
