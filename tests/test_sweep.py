@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 from conftest import copy_model
@@ -30,7 +31,7 @@ def test_sweep_trains_each_point_ranks_them_and_resumes(tiny_config, tiny_model,
     patch_config(tiny_config, first / "pipeline.config", ["num_steps=4", "classification_weight=1.0"])
     copy_model(tiny_model, first / "model")  # the same network, stopped at step 2
 
-    result = sweep(tiny_config, grid, out, progress=False)
+    result = sweep(tiny_config, grid, out, progress=False, eval_every=2)
     assert "resuming from" in capsys.readouterr().out  # the interrupted point went on from its checkpoint
     assert not result.interrupted and len(result.trained) == 3 and len(result.rows) == 3
     listed = load_pipeline_config(out / point_name(0, {"localization_weight": 2.0}) / "pipeline.config")
@@ -40,13 +41,17 @@ def test_sweep_trains_each_point_ranks_them_and_resumes(tiny_config, tiny_model,
         folder = out / point_name(index, {"classification_weight": weight})
         config = load_pipeline_config(folder / "pipeline.config")
         assert config.get("model.ssd.loss.classification_weight") == weight
-        assert (folder / "model" / "ckpt-4.index").exists() and (folder / "eval" / "metrics.json").exists()
+        assert (folder / "model" / "ckpt-4.index").exists()
     with open(out / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["rank"] for r in rows] == ["1", "2", "3"]
     assert float(rows[0]["AP"]) >= float(rows[1]["AP"]) >= float(rows[2]["AP"])
     assert set(rows[0]) >= {"point", "localization_weight", "classification_weight", "AP", "AP50", "step"}
     by_point = {r["point"]: r for r in rows}
+    for name, row in by_point.items():  # ranked by each point's best evaluation, and its step shown
+        evaluated = [json.loads(p.read_text()) for p in (out / name / "model" / "eval").glob("step-*/metrics.json")]
+        best = max(evaluated, key=lambda m: (m["AP"], -m["step"]))
+        assert (float(row["AP"]), int(row["step"]), row["trained_steps"]) == (best["AP"], best["step"], "4")
     assert by_point[point_name(0, {"localization_weight": 2.0})]["classification_weight"] == "base"
     assert "mAP@0.5:0.95" in (out / "results.md").read_text() and (out / "results.png").stat().st_size > 0
 
