@@ -38,7 +38,8 @@ help:
 	@echo "make data    - convert SRC=$(SRC) to TFRecords in DATA_DIR=$(DATA_DIR)"
 	@echo "make inspect - class counts and sample pictures of DATA_DIR"
 	@echo "make config  - write CONFIG patched with SET='batch_size=16 iou_threshold=0.5' to NEW_CONFIG"
-	@echo "make train   - train CONFIG into MODEL_DIR=$(MODEL_DIR) (resumes; STEPS=N to stop early)"
+	@echo "make train   - train CONFIG into MODEL_DIR=$(MODEL_DIR) (resumes; STEPS=N to stop early;"
+	@echo "               EVAL_EVERY=N keeps the best checkpoint in MODEL_DIR/best, PATIENCE=K stops early)"
 	@echo "make eval    - COCO metrics and report of the latest checkpoint in MODEL_DIR"
 	@echo "make export-tflite - SavedModel + TFLite fp32/fp16/int8 of MODEL_DIR in EXPORT_DIR, checked by MediaPipe"
 	@echo "make export  - the SavedModel (and for an SSD the TFLite models, unchecked) of MODEL_DIR in EXPORT_DIR"
@@ -84,8 +85,10 @@ NEW_CONFIG ?= $(MODEL_DIR).config
 config: setup
 	$(ODLITE) config $(CONFIG) --out $(NEW_CONFIG) --overwrite $(foreach s,$(SET),--set $(s))
 
+TRAIN_OPTIONS = $(if $(EVAL_EVERY),--eval-every $(EVAL_EVERY)) $(if $(PATIENCE),--early-stop-patience $(PATIENCE))
+
 train: setup
-	$(ODLITE) train --config $(CONFIG) --model-dir $(MODEL_DIR) $(if $(STEPS),--num-steps $(STEPS))
+	$(ODLITE) train --config $(CONFIG) --model-dir $(MODEL_DIR) $(if $(STEPS),--num-steps $(STEPS)) $(TRAIN_OPTIONS)
 
 eval: setup
 	$(ODLITE) eval --model-dir $(MODEL_DIR) $(if $(filter $(origin CONFIG),command line),--config $(CONFIG))
@@ -106,14 +109,13 @@ serve: setup
 	$(ODLITE) serve $(if $(MODEL),--model $(MODEL)) --port $(PORT)
 
 sweep: setup
-	$(ODLITE) sweep --config $(CONFIG) --grid $(SWEEP) --out $(SWEEP_OUT)
+	$(ODLITE) sweep --config $(CONFIG) --grid $(SWEEP) --out $(SWEEP_OUT) $(TRAIN_OPTIONS)
 
 # The whole pipeline on the sample data; training is shortened to DEMO_STEPS (about 6 minutes on 2 CPU cores).
 demo: data inspect
 	@mkdir -p $(dir $(MODEL_DIR))
 	$(ODLITE) config $(CONFIG) --out $(MODEL_DIR)-demo.config --overwrite --set num_steps=$(DEMO_STEPS)
-	$(ODLITE) train --config $(MODEL_DIR)-demo.config --model-dir $(MODEL_DIR)-demo --seed 1
-	$(ODLITE) eval --model-dir $(MODEL_DIR)-demo
+	$(ODLITE) train --config $(MODEL_DIR)-demo.config --model-dir $(MODEL_DIR)-demo --seed 1 --eval-every 100
 	$(MAKE) --no-print-directory export-tflite package MODEL_DIR=$(MODEL_DIR)-demo
 	$(MAKE) --no-print-directory detect MODEL_DIR=$(MODEL_DIR)-demo CLASSES=caries
 

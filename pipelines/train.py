@@ -323,7 +323,7 @@ def train(
     writer = tf.summary.create_file_writer(str(model_dir / "train")) if cluster.is_chief else None
     writer = writer or tf.summary.create_noop_writer()
     agree = agreed_code(strategy, cluster)
-    step = int(optimizer.iterations.numpy())
+    step = start_step = int(optimizer.iterations.numpy())
     saved_at = step if restore_from else None
     evaluated_at = None
     losses: dict = {}
@@ -383,7 +383,7 @@ def train(
         if last_losses is not None and read_at != step:
             summarise(last_losses)
         path = str(model_dir / f"ckpt-{step}") if saved_at == step else save(step)
-        if keeper and cluster.is_chief and not interrupted and evaluated_at != step and step > 0:
+        if keeper and cluster.is_chief and not interrupted and evaluated_at != step and step > start_step:
             evaluate_and_keep(path)  # the last checkpoint is a candidate too
     if stopped_early:
         print(f"stopped early at step {step}: {keeper.metric} has not improved in {early_stop_patience} evaluation(s)")

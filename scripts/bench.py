@@ -75,53 +75,67 @@ def bench_convert(work: Path, images: int, repeats: int) -> dict:
 
 
 def sample_config(work: Path, base: str, name: str, batch_size: int, splits: dict | None = None) -> tuple[Path, Path]:
-    """A shipped config pointed at freshly generated and converted sample data: (config, data folder)."""
+    """A shipped config pointed at generated and converted sample data (made once per split sizes):
+    (config, data folder)."""
     from pipelines.pipeline_config import patch_config
 
-    src, data = work / f"{name}-sample", work / f"{name}-data"
-    generate(src, seed=0, splits=splits)
-    convert(src, data, label_map_path=LABEL_MAP, progress=False)
+    sizes = "-".join(f"{k}{v}" for k, v in (splits or {}).items()) or "full"
+    src, data = work / f"sample-{sizes}", work / f"data-{sizes}"
+    if not data.exists():
+        generate(src, seed=0, splits=splits)
+        convert(src, data, label_map_path=LABEL_MAP, progress=False)
     config = work / f"{name}.config"
     paths = [f"train_input_path={data}/train-*.tfrecord", f"eval_input_path={data}/val-*.tfrecord"]
     patch_config(ROOT / "configs" / base, config, [*paths, f"batch_size={batch_size}"])
     return config, data
 
 
-def timed_training(config: Path, model_dir: Path, steps: int, warmup: int, mixed_precision: bool = False) -> float:
-    """Seconds of ``steps`` training steps after ``warmup`` (tracing, pipeline fill)."""
+def timed_training(
+    config: Path, model_dir: Path, steps: int, warmup: int, mixed_precision: bool = False, steps_per_loop=None
+) -> float:
+    """Seconds per step over ``steps`` training steps after ``warmup`` (tracing, pipeline fill); with
+    several steps per call, timed from the first call that ends at or past ``warmup``."""
     from pipelines.train import train
 
     stamps = []
     train(config, model_dir, num_steps=warmup + steps, checkpoint_every=10**9, progress=False,
-          mixed_precision=mixed_precision,
-          on_step=lambda step, losses: stamps.append(time.perf_counter()))  # fmt: skip
-    return stamps[-1] - stamps[warmup - 1]
+          mixed_precision=mixed_precision, steps_per_loop=steps_per_loop,
+          on_step=lambda step, losses: stamps.append((step, time.perf_counter())))  # fmt: skip
+    first = next((step, t) for step, t in stamps if step >= warmup)
+    return (stamps[-1][1] - first[1]) / max(stamps[-1][0] - first[0], 1)
 
 
 def bench_training(work: Path, steps: int, warmup: int) -> dict:
-    """Training images/s at 320 x 320, batch 8, after ``warmup`` steps (tracing, pipeline fill)."""
+    """Training images/s at 320 x 320: on a GPU at batch 64 and 128, float32 and mixed precision, 50 steps
+    per call; on the CPU at batch 8, one step per call and ten. Beside them, the input pipeline alone."""
     import tensorflow as tf
 
-    config, data = sample_config(work, "ssd_mobilenet_v2_fpnlite_320x320.config", "bench", 8)
     device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-
-    def rate(model_dir: Path, mixed_precision: bool = False) -> dict:
-        seconds = timed_training(config, model_dir, steps, warmup, mixed_precision)
-        result = {"device": device, "input_size": 320, "batch_size": 8, "steps": steps}
-        result.update(images_per_s=round(steps * 8 / seconds, 2), ms_per_step=round(1000 * seconds / steps, 1))
-        return result
-
-    model_dir = work / "model"
-    results = {f"train_{device}": rate(model_dir)}
-    if device == "gpu":
-        results["train_gpu_mixed_precision"] = rate(work / "mixed", mixed_precision=True)
-    results["input_pipeline"] = bench_input_pipeline(config, batches=max(20, steps // 2))
+    batches = (64, 128) if device == "gpu" else (8,)
+    results = {}
+    for batch in batches:
+        config, data = sample_config(work, "ssd_mobilenet_v2_fpnlite_320x320.config", f"bench{batch}", batch)
+        runs = [("", False, None)]
+        if device == "gpu":
+            runs.append(("_mixed_precision", True, None))
+        else:
+            runs.append(("_10_steps_per_call", False, 10))
+        for suffix, mixed, per_call in runs:
+            model_dir = work / f"model{batch}{suffix}"
+            seconds = timed_training(config, model_dir, steps, warmup, mixed, per_call)
+            result = {"device": device, "input_size": 320, "batch_size": batch, "steps": steps}
+            result.update(images_per_s=round(batch / seconds, 2), ms_per_step=round(1000 * seconds, 1))
+            results[f"train_{device}_batch{batch}{suffix}"] = result
+        results[f"input_pipeline_batch{batch}"] = bench_input_pipeline(config, batch, batches=max(20, steps // 2))
+    # The plain run of the first batch size is the model the evaluation (and the later sections) use.
+    shutil.copytree(work / f"model{batches[0]}", work / "model")
+    config, data = sample_config(work, "ssd_mobilenet_v2_fpnlite_320x320.config", "bench-eval", 8)
 
     from pipelines.evaluate import checkpoint_detector, run_detector
     from pipelines.experiment import load_train_spec
 
     spec = load_train_spec(config)
-    detect = checkpoint_detector(spec, tf.train.latest_checkpoint(str(model_dir)))
+    detect = checkpoint_detector(spec, tf.train.latest_checkpoint(str(work / "model")))
     paths = [str(p) for p in sorted(data.glob("val-*.tfrecord"))]
     run_detector(detect, paths, 320, progress=False, limit=8)  # trace
     start = time.perf_counter()
@@ -130,21 +144,21 @@ def bench_training(work: Path, steps: int, warmup: int) -> dict:
     return {**results, f"eval_{device}": {"images": len(found.images), "images_per_s": round(evaluated, 2)}}
 
 
-def bench_input_pipeline(config: Path, batches: int) -> dict:
+def bench_input_pipeline(config: Path, batch_size: int, batches: int) -> dict:
     """The training input pipeline alone (decode, augment, resize, anchor labelling) on every core: the
     rate it could feed an accelerator at, to set beside the training rate."""
     from pipelines.experiment import load_train_spec
     from pipelines.train_input import train_dataset
 
-    batches_in = iter(train_dataset(load_train_spec(config), 8))
+    batches_in = iter(train_dataset(load_train_spec(config), batch_size))
     for _ in range(10):  # fill the shuffle buffer and let tf.data tune its parallelism
         next(batches_in)
     start = time.perf_counter()
     for _ in range(batches):
         next(batches_in)
     seconds = time.perf_counter() - start
-    rate = round(batches * 8 / seconds, 1)
-    return {"batch_size": 8, "batches": batches, "cores": os.cpu_count(), "images_per_s": rate}
+    rate = round(batches * batch_size / seconds, 1)
+    return {"batch_size": batch_size, "batches": batches, "cores": os.cpu_count(), "images_per_s": rate}
 
 
 # At the AVX2 peak of these cores, for the default 0.94 GMAC model at 320x320 (the issue's figures);
@@ -282,7 +296,7 @@ def bench_faster_rcnn(work: Path, steps: int, clients: int, seconds: float) -> d
     config, data = sample_config(work, "faster_rcnn_resnet50_fpn_640.config", "frcnn", 2, {"train": 16, "val": 16})
     device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
     model_dir = work / "frcnn-model"
-    train_seconds = timed_training(config, model_dir, steps, warmup=2)
+    train_seconds = timed_training(config, model_dir, steps, warmup=2) * steps
     spec = load_train_spec(config)
     detect = checkpoint_detector(spec, tf.train.latest_checkpoint(str(model_dir)))
     paths = [str(p) for p in sorted(data.glob("val-*.tfrecord"))]
