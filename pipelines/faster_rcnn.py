@@ -38,7 +38,7 @@ from official.vision.modeling import maskrcnn_model
 from official.vision.modeling.decoders import fpn
 from official.vision.modeling.heads import dense_prediction_heads, instance_heads
 from official.vision.modeling.layers import detection_generator, roi_aligner, roi_generator, roi_sampler
-from official.vision.ops import anchor
+from official.vision.ops import anchor, preprocess_ops
 from official.vision.tasks import maskrcnn as maskrcnn_task
 
 from pipelines.model import ConvParams, combined_nms
@@ -314,13 +314,13 @@ def rpn_labeller(spec: FasterRcnnSpec, max_boxes: int):
         boxes = tf.boolean_mask(boxes, keep)[:max_boxes]
         classes = tf.boolean_mask(data["groundtruth_classes"], keep)[:max_boxes]
         scores, deltas = labeller.label_anchors(anchors, boxes, classes[:, None])
-        count = tf.shape(boxes)[0]
+        # Padded to a static max_boxes, as Model Garden's parser does: its RoI sampler needs the static shape.
         targets = {
             "image_shape": valid,
             "rpn_score_targets": scores,
             "rpn_box_targets": deltas,
-            "gt_boxes": tf.pad(boxes, [[0, max_boxes - count], [0, 0]], constant_values=-1.0),
-            "gt_classes": tf.pad(tf.cast(classes, tf.int32), [[0, max_boxes - count]], constant_values=-1),
+            "gt_boxes": preprocess_ops.clip_or_pad_to_fixed_size(boxes, max_boxes, -1),
+            "gt_classes": preprocess_ops.clip_or_pad_to_fixed_size(tf.cast(classes, tf.int32), max_boxes, -1),
         }
         return image, targets
 
