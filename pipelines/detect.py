@@ -18,13 +18,13 @@ import numpy as np
 from natsort import natsorted
 from PIL import Image
 
-from pipelines.artifacts import LABELS_FILE, checkpoint_step, label_lines, resolve_config
+from pipelines.artifacts import CONFIG_NAME, LABELS_FILE, checkpoint_step, label_lines, resolve_config
 from pipelines.atomic import write_text_atomically
 from pipelines.best_checkpoint import chosen_checkpoint
 from pipelines.console import progress_bar
 from pipelines.draw import draw_on
 from pipelines.errors import OdliteError, Problem
-from pipelines.images import ImageProblem, upright_rgb
+from pipelines.images import ImageProblem, Picture, load_picture
 from pipelines.resize import resize_to_input
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -43,13 +43,22 @@ class Found:
 class Model:
     """A loaded detector: ``__call__`` maps an RGB image to every detection, strongest first."""
 
-    def __init__(self, path: Path, labels: list[str], run, kind: str, checkpoint: str | None = None):
+    def __init__(self, path: Path, labels: list[str], run, kind: str, checkpoint: str | None = None, needs=None):
         self.path, self.labels, self._run, self.kind = path, labels, run, kind
         self.checkpoint = checkpoint  # the one a checkpoint folder was read from
+        self.needs = needs  # (width, height) -> the size the model resizes a picture to (None: unknown)
 
-    def __call__(self, rgb: np.ndarray) -> list[Found]:
-        boxes, scores, ids, count = self._run(rgb)
-        h, w = rgb.shape[:2]
+    def read(self, data: bytes) -> Picture:
+        """An image file's bytes decoded no larger than this model needs; raises ImageProblem."""
+        return load_picture(data, self.needs)
+
+    def __call__(self, image: Picture | np.ndarray) -> list[Found]:
+        """Every detection, boxes in the pixels of the picture as displayed (its full size, also
+        when it was decoded smaller), or of the array given."""
+        if not isinstance(image, Picture):
+            image = Picture(image, image.shape[1], image.shape[0])
+        boxes, scores, ids, count = self._run(image.rgb)
+        h, w = image.height, image.width
         found = []
         for j in range(int(count)):
             ymin, xmin, ymax, xmax = np.clip(boxes[j], 0.0, 1.0)
@@ -82,11 +91,13 @@ def _tflite_model(path: Path) -> Model:
         boxes, classes, scores, count = detector.detect_one(frame)
         return boxes, scores, classes + 1, count
 
-    return Model(path, labels, run, "tflite")
+    return Model(path, labels, run, "tflite", needs=lambda width, height: (detector.width, detector.height))
 
 
 def _saved_model(path: Path) -> Model:
     import tensorflow as tf
+
+    from pipelines.experiment import load_train_spec
 
     labels_file = path.parent / LABELS_FILE
     if not labels_file.exists():
@@ -98,7 +109,9 @@ def _saved_model(path: Path) -> Model:
         keys = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
         return (out[key].numpy()[0] for key in keys)
 
-    return Model(path, _labels_from_file(labels_file), run, "saved_model")
+    config = path.parent / CONFIG_NAME
+    needs = load_train_spec(config).model.resized_size if config.exists() else None
+    return Model(path, _labels_from_file(labels_file), run, "saved_model", needs=needs)
 
 
 def _checkpoint_model(path: Path, checkpoint: str | None, say) -> Model:
@@ -116,7 +129,8 @@ def _checkpoint_model(path: Path, checkpoint: str | None, say) -> Model:
         batch = resize_to_input(rgb[None], size) if size else rgb[None]
         return (t.numpy()[0] for t in detect(batch))
 
-    return Model(path, label_lines(read_label_map(spec.label_map_path)), run, "checkpoint", checkpoint)
+    labels = label_lines(read_label_map(spec.label_map_path))
+    return Model(path, labels, run, "checkpoint", checkpoint, spec.model.resized_size)
 
 
 def saved_model_folder(path: Path) -> Path | None:
@@ -187,17 +201,16 @@ def detect(
     names: set[str] = set()
     for path in progress_bar(iterable=images, unit="img", desc="detect", disable=not progress or len(images) < 2):
         try:
-            rgb = upright_rgb(path.read_bytes())
+            image = model.read(path.read_bytes())
         except (ImageProblem, OSError) as error:
             result.skipped.append(Problem(str(path), str(error)))
             continue
-        found = [f for f in model(rgb) if f.score >= min_score and (not classes or f.label in classes)][:max_boxes]
+        found = [f for f in model(image) if f.score >= min_score and (not classes or f.label in classes)][:max_boxes]
         name = path.stem if path.stem not in names else f"{path.stem}-{len(names)}"
         names.add(name)
         picture = out / f"{name}.png"
-        _draw(rgb, found, model.labels).save(picture)
-        h, w = rgb.shape[:2]
-        entry = {"image": str(path), "width": w, "height": h, "picture": picture.name}
+        _draw(image, found, model.labels).save(picture)
+        entry = {"image": str(path), "width": image.width, "height": image.height, "picture": picture.name}
         result.images.append({**entry, "detections": [asdict(f) for f in found]})
     summary = {
         "model": str(model.path),
@@ -213,9 +226,10 @@ def detect(
     return result
 
 
-def _draw(rgb: np.ndarray, found: list[Found], labels: list[str]) -> Image.Image:
-    h, w = rgb.shape[:2]
+def _draw(image: Picture, found: list[Found], labels: list[str]) -> Image.Image:
+    """The boxes on the picture as decoded (smaller than the photo when the model needed less)."""
+    h, w = image.height, image.width
     boxes = [(f.ymin / h, f.xmin / w, f.ymax / h, f.xmax / w) for f in found]
     captions = [f"{f.label} {f.score:.2f}" for f in found]
     colours = [labels.index(f.label) if f.label in labels else 0 for f in found]
-    return draw_on(Image.fromarray(rgb), boxes, captions, colours)
+    return draw_on(Image.fromarray(image.rgb), boxes, captions, colours)

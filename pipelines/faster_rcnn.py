@@ -104,6 +104,13 @@ class FasterRcnnSpec:
     def stride(self) -> int:
         return 2**self.max_level
 
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) a ``width`` x ``height`` picture is resized to before padding (fit_images)."""
+        if self.resizer == "fixed_shape":
+            return self.width, self.height
+        scale = min(self.min_dimension / min(width, height), self.max_dimension / max(width, height))
+        return round(width * scale), round(height * scale)
+
     @property
     def input_shape(self) -> tuple[int, int]:
         """The network input: every image is resized and padded to it."""

@@ -149,6 +149,10 @@ class ModelSpec:
     class_agnostic_nms: bool = False
     freeze_batchnorm: bool = False
 
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) a picture of any size is stretched to: fixed_shape_resizer's square."""
+        return self.input_size, self.input_size
+
     @property
     def num_anchors(self) -> int:
         return len(self.aspect_ratios) * self.scales_per_octave

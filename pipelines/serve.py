@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 
 from pipelines.detect import Model, load_model, saved_model_folder
 from pipelines.errors import OdliteError
-from pipelines.images import ImageProblem, upright_rgb
+from pipelines.images import ImageProblem
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20
 
@@ -44,6 +44,7 @@ class ModelPool:
         self.size = max(1, size)
         first = self.models.queue[0]
         self.path, self.labels = first.path, first.labels
+        self.read = first.read  # decoding needs no model of the pool: it runs before borrowing one
 
     @contextmanager
     def borrow(self):
@@ -102,11 +103,11 @@ def create_app(model_path: str | Path, pool_size: int = 2, max_upload: int = DEF
             raise HTTPException(413, f"image over the {max_upload} byte limit")
         start = time.perf_counter()
         try:
-            rgb = upright_rgb(data)
+            image = pool.read(data)
         except ImageProblem as problem:
             raise HTTPException(_why_image_fails(problem), f"{file.filename or 'upload'}: {problem}") from None
         with pool.borrow() as model:
-            found = model(rgb)
+            found = model(image)
         found = [f for f in found if f.score >= min_score and (not wanted or f.label in wanted)][:max_boxes]
         tags = [
             {"label": f.label, "score": round(f.score, 4),

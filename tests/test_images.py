@@ -106,3 +106,25 @@ def test_exif_rotation_is_applied_and_boxes_stay_in_the_displayed_frame(tmp_path
 def test_unusable_images_raise(data, reason):
     with pytest.raises(ImageProblem, match=reason):
         prepare_image(data)
+
+
+def test_a_jpeg_is_decoded_no_larger_than_the_model_needs_and_keeps_its_frame():
+    from pipelines.images import load_picture
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), dtype=np.uint8))
+    data = _encode(image, "JPEG")
+    square = lambda w, h: (320, 320)  # noqa: E731
+    picture = load_picture(data, square)
+    assert picture.rgb.shape == (540, 960, 3) and (picture.width, picture.height) == (1920, 1080)  # 1/2: 1/4 is 270
+    assert load_picture(data, lambda w, h: (300, 200)).rgb.shape == (270, 480, 3)  # 1/4
+    assert load_picture(data, lambda w, h: (200, 100)).rgb.shape == (135, 240, 3)  # 1/8
+    assert load_picture(data).rgb.shape == (1080, 1920, 3)  # no model: full size
+    # EXIF orientation 6 (turned): the displayed frame is 1080 x 1920, the scale chosen in it.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    turned = load_picture(_encode(image, "JPEG", exif=exif.tobytes()), lambda w, h: (300, 500))
+    assert (turned.width, turned.height) == (1080, 1920) and turned.rgb.shape == (960, 540, 3)
+    # Other formats decode in full; a truncated JPEG still fails when decoded small.
+    assert load_picture(_encode(image, "PNG"), square).rgb.shape == (1080, 1920, 3)
+    with pytest.raises(ImageProblem, match="truncated"):
+        load_picture(data[: len(data) // 2], square)
