@@ -7,6 +7,10 @@ origins and sizes, so a right or bottom edge may sit up to 2 px short), scores w
 0.02, for every detection
 at or above ``min_score``. A model MediaPipe refuses (no metadata, wrong outputs)
 fails the check with MediaPipe's own message.
+
+The images are decoded at full size here, unlike every inference path
+(``images.load_picture``): the check compares pixels with MediaPipe's own decoding of
+the same file, so both sides must start from the same full-size decode.
 """
 
 from __future__ import annotations

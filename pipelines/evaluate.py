@@ -30,7 +30,7 @@ from pipelines.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.label_map import read_label_map
 from pipelines.model import normalize_pixels
 from pipelines.resize import resize_to_input
-from pipelines.tfrecord import feature_spec
+from pipelines.tfrecord import decode_for_input, feature_spec
 
 COCO_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"]
 COCO_NAMES += ["AR_small", "AR_medium", "AR_large"]
@@ -54,10 +54,11 @@ def eval_dataset(paths: list[str], input_size: int | None, batch_size: int, limi
 
     def parse(raw):
         ex = tf.io.parse_single_example(raw, spec)
-        image = tf.io.decode_image(ex["image/encoded"], channels=3, expand_animations=False)
+        # Decoded no larger than the input needs; ground truth stays in the full image's pixels.
+        image, height, width = decode_for_input(ex["image/encoded"], input_size)
         resized = resize_to_input(image, input_size) if input_size else image
         dense = {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v for k, v in ex.items()}
-        dense["image/height"], dense["image/width"] = tf.shape(image)[0], tf.shape(image)[1]
+        dense["image/height"], dense["image/width"] = height, width
         return resized, dense
 
     dataset = tf.data.TFRecordDataset(paths)

@@ -90,3 +90,34 @@ def read_examples(paths: list[str]):
                 key: (tf.sparse.to_dense(value).numpy() if isinstance(value, tf.SparseTensor) else value.numpy())
                 for key, value in parsed.items()
             }
+
+
+JPEG_SCALES = (8, 4, 2, 1)  # libjpeg's DCT scaling: 1/8 to 1/1
+
+
+def decode_for_input(encoded: tf.Tensor, needed: int | None):
+    """(uint8 [h, w, 3], full height, full width) of a record's image, in a tf.data graph.
+
+    With ``needed`` (the side of a square model input), a JPEG is decoded at the smallest
+    libjpeg scale that leaves both sides at least that large, as ``images.load_picture``
+    does outside TensorFlow; the full size comes from the JPEG header. Boxes are
+    normalised, so they hold for the smaller image as they are. Other formats, and any
+    image when ``needed`` is None, decode in full."""
+
+    def full():
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        return image, tf.shape(image)[0], tf.shape(image)[1]
+
+    if needed is None:
+        return full()
+
+    def reduced():
+        shape = tf.image.extract_jpeg_shape(encoded)
+        fits = [tf.logical_and(shape[0] // r >= needed, shape[1] // r >= needed) for r in JPEG_SCALES]
+        choice = tf.argmax(tf.stack([*fits, tf.constant(True)]), output_type=tf.int32)  # the last: too small
+        branches = [lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r) for r in (*JPEG_SCALES, 1)]
+        return tf.switch_case(choice, branches), shape[0], shape[1]
+
+    image, height, width = tf.cond(tf.io.is_jpeg(encoded), reduced, full)
+    image.set_shape([None, None, 3])
+    return image, height, width
