@@ -17,6 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from load_test import load_test  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from pipelines.convert import convert  # noqa: E402
@@ -211,77 +212,13 @@ def bench_tflite(model_dir: Path, work: Path, runs: int) -> dict:
     return results
 
 
-def _load_test(model: Path, jpeg: bytes, interpreters: int, clients: int, seconds: float) -> dict:
-    """``clients`` threads POST /tag for ``seconds`` against a real server on loopback."""
-    import socket
-    import statistics
-    import subprocess
-    import sys
-    import threading
-
-    import httpx
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(model), "--port", str(port),
-               "--interpreters", str(interpreters)]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        latencies, errors, lock = [], [0], threading.Lock()
-        deadline = time.monotonic() + seconds
-
-        def client():
-            with httpx.Client(timeout=30) as http:
-                while time.monotonic() < deadline:
-                    start = time.perf_counter()
-                    try:
-                        ok = http.post(f"{url}/tag", files={"file": ("p.jpg", jpeg, "image/jpeg")}).status_code == 200
-                    except httpx.HTTPError:
-                        ok = False
-                    with lock:
-                        if ok:
-                            latencies.append((time.perf_counter() - start) * 1000)
-                        else:
-                            errors[0] += 1
-
-        threads = [threading.Thread(target=client) for _ in range(clients)]
-        started = time.monotonic()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.monotonic() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    cuts = statistics.quantiles(latencies, n=100)
-    return {
-        "interpreters": interpreters,
-        "clients": clients,
-        "seconds": round(elapsed, 1),
-        "requests": len(latencies) + errors[0],
-        "errors": errors[0],
-        "requests_per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(cuts[49], 1),
-        "p99_ms": round(cuts[98], 1),
-    }
-
-
 def bench_serve(export_dir: Path, work: Path, clients: int, seconds: float) -> dict:
     """Load test of the tag service: one interpreter (a lock, in effect) against a pool of two."""
     sample = work / "serve-sample"
     generate(sample, seed=3, splits={"val": 1})
     jpeg = next((sample / "img_val").glob("*.jpg")).read_bytes()
     model = export_dir / "model_int8.tflite"
-    return {f"pool_{n}": _load_test(model, jpeg, n, clients, seconds) for n in (1, 2)}
+    return {f"pool_{n}": load_test(model, jpeg, n, clients, seconds) for n in (1, 2)}
 
 
 def bench_faster_rcnn(work: Path, steps: int, clients: int, seconds: float) -> dict:
@@ -318,7 +255,7 @@ def bench_faster_rcnn(work: Path, steps: int, clients: int, seconds: float) -> d
             "s_per_step": round(train_seconds / steps, 2),
         },
         f"eval_{device}": {"images": len(found.images), "images_per_s": round(evaluated, 2)},
-        "serve_saved_model": _load_test(work / "frcnn-export" / "saved_model", jpeg, 2, clients, seconds),
+        "serve_saved_model": load_test(work / "frcnn-export" / "saved_model", jpeg, 2, clients, seconds),
     }
 
 
@@ -329,6 +266,32 @@ def _trained_model(work: Path) -> Path:
     return demo if (demo / "checkpoint").exists() else work / "t" / "model"
 
 
+def _int8_export(work: Path, model_dir: Path | None) -> Path:
+    """The int8 export the serve and photo sections load (made once per run)."""
+    export_dir = work / "export"
+    if not export_dir.exists():
+        from pipelines.export import export
+
+        model_dir = model_dir or _trained_model(work)
+        export(None, model_dir, export_dir, calibration_images=100, variants=("int8",), progress=None)
+    return export_dir
+
+
+def bench_real_photos(model: Path, work: Path, clients: int, seconds: float) -> dict:
+    """Phone-sized photos (bench/photos, made once): decode, detect, /tag beside a 320x320 JPEG, and the
+    training input pipeline on their records."""
+    import bench_photos
+
+    root = ROOT / "bench" / "photos"
+    folders = bench_photos.photo_set(root, 20, LABEL_MAP)
+    config, _ = sample_config(work, "ssd_mobilenet_v2_fpnlite_320x320.config", "photos", 8, {"train": 4, "val": 4})
+    results = {"decode": bench_photos.bench_decode(root, 320)}
+    results["detect_1080p"] = bench_photos.bench_detect(model, root, work)
+    results["tag"] = bench_photos.bench_tag(model, root, clients, seconds, pools=(1, 2, 3))
+    results["train_input_1080p"] = bench_photos.bench_input(config, folders["1080p"], work)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
@@ -336,11 +299,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--train-steps", type=int, default=100, help="timed training steps")
     parser.add_argument(
-        "--only", choices=["convert", "train", "tflite", "serve", "faster_rcnn"], help="run one section"
+        "--only", choices=["convert", "train", "tflite", "serve", "faster_rcnn", "photos"], help="run one section"
     )
     parser.add_argument("--frcnn-steps", type=int, default=5, help="timed Faster R-CNN training steps (640 px)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the serve load test")
     parser.add_argument("--seconds", type=float, default=30, help="length of the serve load test")
+    parser.add_argument("--photo-seconds", type=float, default=20, help="length of each real-photo /tag load test")
     parser.add_argument("--model-dir", type=Path, help="checkpoint to export for --only tflite (default: train's)")
     parser.add_argument("--invokes", type=int, default=100, help="timed TFLite invokes per variant and thread count")
     args = parser.parse_args()
@@ -358,14 +322,13 @@ def main() -> int:
             model_dir = args.model_dir or _trained_model(Path(work))
             results["tflite"] = {**bench_tflite(model_dir, Path(work), args.invokes), "measured_at": stamp}
         if args.only in (None, "serve"):
-            export_dir = Path(work) / "export"
-            if not export_dir.exists():
-                from pipelines.export import export
-
-                model_dir = args.model_dir or _trained_model(Path(work))
-                export(None, model_dir, export_dir, calibration_images=100, variants=("int8",), progress=None)
+            export_dir = _int8_export(Path(work), args.model_dir)
             serve = bench_serve(export_dir, Path(work), args.clients, args.seconds)
             results["serve"] = {**serve, "measured_at": stamp}
+        if args.only in (None, "photos"):
+            export_dir = _int8_export(Path(work), args.model_dir)
+            photos = bench_real_photos(export_dir / "model_int8.tflite", Path(work), args.clients, args.photo_seconds)
+            results["photos"] = {**photos, "measured_at": stamp}
         if args.only in (None, "faster_rcnn"):
             two_stage = bench_faster_rcnn(Path(work), args.frcnn_steps, min(args.clients, 4), args.seconds)
             results["faster_rcnn"] = {**two_stage, "measured_at": stamp}

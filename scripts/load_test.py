@@ -1,0 +1,70 @@
+"""A load test of ``odlite serve``: clients POSTing /tag to a real server on loopback (make bench)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def load_test(model: Path, jpeg: bytes, interpreters: int, clients: int, seconds: float) -> dict:
+    """``clients`` threads POST /tag for ``seconds`` against a real server on loopback."""
+    import socket
+    import statistics
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(model), "--port", str(port),
+               "--interpreters", str(interpreters)]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        latencies, errors, lock = [], [0], threading.Lock()
+        deadline = time.monotonic() + seconds
+
+        def client():
+            with httpx.Client(timeout=30) as http:
+                while time.monotonic() < deadline:
+                    start = time.perf_counter()
+                    try:
+                        ok = http.post(f"{url}/tag", files={"file": ("p.jpg", jpeg, "image/jpeg")}).status_code == 200
+                    except httpx.HTTPError:
+                        ok = False
+                    with lock:
+                        if ok:
+                            latencies.append((time.perf_counter() - start) * 1000)
+                        else:
+                            errors[0] += 1
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    cuts = statistics.quantiles(latencies, n=100)
+    return {
+        "interpreters": interpreters,
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests": len(latencies) + errors[0],
+        "errors": errors[0],
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(cuts[49], 1),
+        "p99_ms": round(cuts[98], 1),
+    }
