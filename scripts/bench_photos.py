@@ -116,7 +116,8 @@ def bench_input(config: Path, data: Path, work: Path, batches: int = 15) -> dict
     from pipelines.pipeline_config import patch_config
     from pipelines.train_input import train_dataset
 
-    patched = patch_config(config, work / "photos.config", [f"train_input_path={data}/val-*.tfrecord"], overwrite=True)
+    patched = work / "photos.config"
+    patch_config(config, patched, [f"train_input_path={data}/val-*.tfrecord"], overwrite=True)
     batches_in = iter(train_dataset(load_train_spec(patched), 8, seed=0))
     for _ in range(5):
         next(batches_in)
