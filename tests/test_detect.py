@@ -126,3 +126,27 @@ def test_detect_verb_on_a_folder(exported_model, photos, tmp_path):
     assert "4 image(s)" in done.stdout
     summary = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert summary["classes"] == ["caries"] and summary["model_kind"] == "tflite"
+
+
+def test_a_large_photo_is_decoded_small_and_answered_in_its_own_pixels(exported_model, photos, tmp_path):
+    """The same picture at 4x its size: read at 1/4 scale, the detections are the small one's, times 4."""
+    small = Image.open(photos / "val_0.jpg").convert("RGB")
+    large = small.resize((small.width * 4, small.height * 4), Image.BICUBIC)
+    large.save(tmp_path / "large.jpg", quality=95)
+    model = load_model(exported_model / "model_int8.tflite")
+    picture = model.read((tmp_path / "large.jpg").read_bytes())
+    assert (picture.width, picture.height) == large.size and picture.rgb.shape[:2] == (small.height, small.width)
+    found = detect(model.path, [str(tmp_path / "large.jpg")], tmp_path / "out", min_score=0.3, progress=False)
+    (entry,) = found.images
+    assert (entry["width"], entry["height"]) == large.size
+    expected = _strong(model(np.asarray(small)), 0.6)
+    assert expected, "nothing detected"
+    sides = ("xmin", "ymin", "xmax", "ymax")
+    for want in expected:  # each clear detection of the small picture, found at 4x in the large one
+        scaled = [4 * getattr(want, side) for side in sides]
+        assert any(
+            got["label"] == want.label
+            and abs(got["score"] - want.score) < 0.1
+            and max(abs(got[side] - w) for side, w in zip(sides, scaled)) < 0.03 * large.width
+            for got in entry["detections"]
+        ), want

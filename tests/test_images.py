@@ -128,3 +128,31 @@ def test_a_jpeg_is_decoded_no_larger_than_the_model_needs_and_keeps_its_frame():
     assert load_picture(_encode(image, "PNG"), square).rgb.shape == (1080, 1920, 3)
     with pytest.raises(ImageProblem, match="truncated"):
         load_picture(data[: len(data) // 2], square)
+
+
+def test_records_of_large_photos_decode_small_with_ground_truth_in_full_pixels(tmp_path):
+    import tensorflow as tf
+    from conftest import write_seed
+    from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
+
+    from pipelines.evaluate import eval_dataset
+    from pipelines.tfrecord import decode_for_input
+    from pipelines.train_input import ReducedDecoder
+
+    root = write_seed(tmp_path / "src", "val", [Item("big", 1400, 1000, [("caries", 100, 200, 500, 600)])])
+    convert(root, tmp_path / "data", label_map_path=LABEL_MAP, progress=False)
+    paths = [str(p) for p in (tmp_path / "data").glob("val-*.tfrecord")]
+    raw = next(iter(tf.data.TFRecordDataset(paths)))
+    encoded = tf.io.parse_single_example(raw, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})["image/encoded"]
+    image, height, width = decode_for_input(encoded, 320)
+    assert image.shape == (500, 700, 3) and (int(height), int(width)) == (1000, 1400)  # 1/2: 1/4 is 250 high
+    assert decode_for_input(encoded, None)[0].shape == (1000, 1400, 3)
+    png = tf.io.encode_png(image)
+    assert decode_for_input(png, 100)[0].shape == (500, 700, 3)  # not a JPEG: in full
+    images, truth = next(iter(eval_dataset(paths, 320, 1)))
+    assert images.shape == (1, 320, 320, 3)
+    assert (int(truth["image/height"][0]), int(truth["image/width"][0])) == (1000, 1400)  # boxes' frame
+    full, reduced = TfExampleDecoder(regenerate_source_id=True).decode(raw), ReducedDecoder(320).decode(raw)
+    assert full["image"].shape == (1000, 1400, 3) and reduced["image"].shape == (500, 700, 3)
+    np.testing.assert_array_equal(reduced["groundtruth_boxes"], full["groundtruth_boxes"])
+    assert (int(reduced["height"]), int(reduced["width"])) == (1000, 1400)
