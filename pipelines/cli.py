@@ -211,7 +211,7 @@ def cmd_serve(args) -> int:
 
     model = args.model or latest_export()
     print(f"serving {model} on http://{args.host}:{args.port} (docs: /docs)", file=sys.stderr, flush=True)
-    serve(model, args.host, args.port, args.interpreters, int(args.max_upload_mb * 2**20))
+    serve(model, args.host, args.port, args.interpreters, int(args.max_upload_mb * 2**20), args.threads, args.workers)
     return 0
 
 
@@ -360,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--interpreters", type=int, default=2, help="requests inferring at once (LiteRT interpreters for a .tflite)"
     )
+    p.add_argument("--threads", type=int, default=2, help="threads of each LiteRT interpreter")
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own interpreters")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image")
     p.set_defaults(run=cmd_serve)
 

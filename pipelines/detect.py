@@ -73,11 +73,11 @@ def _labels_from_file(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def _tflite_model(path: Path) -> Model:
+def _tflite_model(path: Path, threads: int) -> Model:
     from pipelines.tflite_metadata import read_metadata
     from pipelines.tflite_runner import TFLiteDetector
 
-    detector = TFLiteDetector(path)
+    detector = TFLiteDetector(path, threads)
     try:
         _, files = read_metadata(path)
         labels = files[LABELS_FILE].decode().split()
@@ -141,12 +141,13 @@ def saved_model_folder(path: Path) -> Path | None:
     return None
 
 
-def load_model(path: str | Path, checkpoint: str | None = None, say=print) -> Model:
+def load_model(path: str | Path, checkpoint: str | None = None, say=print, threads: int = 2) -> Model:
     """A .tflite, a SavedModel folder (or an export folder holding one), or a checkpoint folder: its
-    ``checkpoint`` when given, else its best (``best/``), else its latest."""
+    ``checkpoint`` when given, else its best (``best/``), else its latest. ``threads``: a .tflite's
+    interpreter threads."""
     path = Path(path)
     if path.suffix == ".tflite" and path.is_file():
-        return _tflite_model(path)
+        return _tflite_model(path, threads)
     if folder := saved_model_folder(path):
         return _saved_model(folder)
     if (path / "checkpoint").exists():

@@ -12,6 +12,8 @@ body over the limit (413), an unknown class (400).
 
 from __future__ import annotations
 
+import json
+import os
 import queue
 import time
 from contextlib import contextmanager
@@ -31,16 +33,16 @@ DEFAULT_MAX_UPLOAD = 10 * 2**20
 class ModelPool:
     """``size`` copies of the model, each with its own interpreter; ``borrow`` blocks until one is free."""
 
-    def __init__(self, path: Path, size: int):
+    def __init__(self, path: Path, size: int, threads: int = 2):
         saved_model = saved_model_folder(path) is not None
         if path.suffix != ".tflite" and not saved_model:
             raise OdliteError.at(path, "serve takes an exported .tflite or SavedModel (a folder from odlite export)")
         self.models: queue.Queue[Model] = queue.Queue()
-        shared = load_model(path) if saved_model else None
+        shared = load_model(path, threads=threads) if saved_model else None
         if shared is not None:
             shared(np.zeros((64, 64, 3), np.uint8))  # the graph's first run optimises it: seconds, not per request
         for _ in range(max(1, size)):
-            self.models.put(shared or load_model(path))
+            self.models.put(shared or load_model(path, threads=threads))
         self.size = max(1, size)
         first = self.models.queue[0]
         self.path, self.labels = first.path, first.labels
@@ -64,8 +66,10 @@ def _why_image_fails(problem: ImageProblem) -> int:
     return 400
 
 
-def create_app(model_path: str | Path, pool_size: int = 2, max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
-    pool = ModelPool(Path(model_path), pool_size)
+def create_app(
+    model_path: str | Path, pool_size: int = 2, max_upload: int = DEFAULT_MAX_UPLOAD, threads: int = 2
+) -> FastAPI:
+    pool = ModelPool(Path(model_path), pool_size, threads)
     app = FastAPI(
         title="odlite tag service",
         description=f"Object detection with `{pool.path.name}`; labels: {', '.join(pool.labels)}.",
@@ -120,8 +124,30 @@ def create_app(model_path: str | Path, pool_size: int = 2, max_upload: int = DEF
     return app
 
 
-def serve(model_path, host: str = "127.0.0.1", port: int = 8000, pool_size: int = 2, max_upload=DEFAULT_MAX_UPLOAD):
+SETTINGS_VARIABLE = "ODLITE_SERVE"
+
+
+def app_from_environment() -> FastAPI:
+    """The app each uvicorn worker process builds, from the settings ``serve`` left in the environment."""
+    return create_app(**json.loads(os.environ[SETTINGS_VARIABLE]))
+
+
+def serve(
+    model_path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    pool_size: int = 2,
+    max_upload=DEFAULT_MAX_UPLOAD,
+    threads: int = 2,
+    workers: int = 1,
+):
+    """Serve until stopped. ``workers`` > 1 runs that many processes (uvicorn's), each with its own pool."""
     import uvicorn
 
-    app = create_app(model_path, pool_size, max_upload)
+    if workers > 1:
+        settings = {"model_path": str(model_path), "pool_size": pool_size, "max_upload": max_upload, "threads": threads}
+        os.environ[SETTINGS_VARIABLE] = json.dumps(settings)
+        uvicorn.run("pipelines.serve:app_from_environment", factory=True, workers=workers, host=host, port=port)
+        return
+    app = create_app(model_path, pool_size, max_upload, threads)
     uvicorn.run(app, host=host, port=port, log_level="info")

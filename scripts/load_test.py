@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 
-def load_test(model: Path, jpeg: bytes, interpreters: int, clients: int, seconds: float) -> dict:
+def load_test(model: Path, jpeg: bytes, interpreters: int, clients: int, seconds: float, *options: str) -> dict:
     """``clients`` threads POST /tag for ``seconds`` against a real server on loopback."""
     import socket
     import statistics
@@ -20,7 +20,7 @@ def load_test(model: Path, jpeg: bytes, interpreters: int, clients: int, seconds
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(model), "--port", str(port),
-               "--interpreters", str(interpreters)]  # fmt: skip
+               "--interpreters", str(interpreters), *options]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -60,6 +60,7 @@ def load_test(model: Path, jpeg: bytes, interpreters: int, clients: int, seconds
     cuts = statistics.quantiles(latencies, n=100)
     return {
         "interpreters": interpreters,
+        "options": " ".join(options),
         "clients": clients,
         "seconds": round(elapsed, 1),
         "requests": len(latencies) + errors[0],
