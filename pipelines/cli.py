@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--interpreters", type=int, default=2, help="requests inferring at once (LiteRT interpreters for a .tflite)"
     )
-    p.add_argument("--threads", type=int, default=2, help="threads of each LiteRT interpreter")
+    p.add_argument("--threads", type=int, default=1, help="threads of each LiteRT interpreter")
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own interpreters")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image")
     p.set_defaults(run=cmd_serve)

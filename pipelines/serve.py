@@ -1,7 +1,9 @@
 """The tag service: an exported .tflite or SavedModel behind ``POST /tag`` (FastAPI, served by uvicorn).
 
 LiteRT interpreters are not thread-safe, so the app keeps a pool of them, each with its
-own interpreter, and a request borrows one for the length of its inference; FastAPI runs
+own interpreter (one thread each by default: two single-threaded interpreters on two
+cores answered as many requests as any other layout measured, processes included), and
+a request borrows one for the length of its inference; FastAPI runs
 the (synchronous) handler in its thread pool, so up to ``pool`` requests infer at once and
 the rest wait for a free interpreter. A SavedModel (the SSD's, or Faster R-CNN's: the
 server-side detector) is loaded once and shared: TensorFlow runs one graph from many
@@ -33,7 +35,7 @@ DEFAULT_MAX_UPLOAD = 10 * 2**20
 class ModelPool:
     """``size`` copies of the model, each with its own interpreter; ``borrow`` blocks until one is free."""
 
-    def __init__(self, path: Path, size: int, threads: int = 2):
+    def __init__(self, path: Path, size: int, threads: int = 1):
         saved_model = saved_model_folder(path) is not None
         if path.suffix != ".tflite" and not saved_model:
             raise OdliteError.at(path, "serve takes an exported .tflite or SavedModel (a folder from odlite export)")
@@ -67,7 +69,7 @@ def _why_image_fails(problem: ImageProblem) -> int:
 
 
 def create_app(
-    model_path: str | Path, pool_size: int = 2, max_upload: int = DEFAULT_MAX_UPLOAD, threads: int = 2
+    model_path: str | Path, pool_size: int = 2, max_upload: int = DEFAULT_MAX_UPLOAD, threads: int = 1
 ) -> FastAPI:
     pool = ModelPool(Path(model_path), pool_size, threads)
     app = FastAPI(
@@ -138,7 +140,7 @@ def serve(
     port: int = 8000,
     pool_size: int = 2,
     max_upload=DEFAULT_MAX_UPLOAD,
-    threads: int = 2,
+    threads: int = 1,
     workers: int = 1,
 ):
     """Serve until stopped. ``workers`` > 1 runs that many processes (uvicorn's), each with its own pool."""
