@@ -100,3 +100,25 @@ def test_concurrent_requests_all_succeed_with_the_same_answer(server, jpeg):
         answers = list(workers.map(lambda _: _tag(server, jpeg), range(48)))
     assert [a.status_code for a in answers] == [200] * 48
     assert all(a.json()["tags"] == expected for a in answers)
+
+
+def test_a_larger_photo_is_tagged_in_its_own_pixels(server, jpeg):
+    """The same picture at twice its size (read at half scale): the same tags, boxes twice as large."""
+    import io
+
+    from PIL import Image
+
+    small = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    buffer = io.BytesIO()
+    small.resize((small.width * 2, small.height * 2), Image.BICUBIC).save(buffer, "JPEG", quality=85)
+    assert len(buffer.getvalue()) < MAX_UPLOAD_MB * 2**20
+    want = [t for t in _tag(server, jpeg).json()["tags"] if t["score"] >= 0.6]
+    got = _tag(server, buffer.getvalue(), min_score=0.3).json()["tags"]
+    assert want
+    for tag in want:
+        assert any(
+            other["label"] == tag["label"]
+            and abs(other["score"] - tag["score"]) < 0.1
+            and max(abs(other["box"][k] - 2 * tag["box"][k]) for k in tag["box"]) < 0.03 * 2 * small.width
+            for other in got
+        ), tag
