@@ -304,3 +304,15 @@ def running_server(model: Path, *options: str, wait: float = 180):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def assert_same_detections(expected, found: list[dict], width: int) -> None:
+    """Each of ``expected`` (Found) has a twin in ``found`` (dicts): label, score within 0.1, box within 3%."""
+    sides = ("xmin", "ymin", "xmax", "ymax")
+    for want in expected:
+        assert any(
+            got["label"] == want.label
+            and abs(got["score"] - want.score) < 0.1
+            and max(abs(got[side] - getattr(want, side)) for side in sides) < 0.03 * width
+            for got in found
+        ), (want, found)
