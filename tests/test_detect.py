@@ -138,8 +138,9 @@ def test_a_large_photo_is_decoded_small_and_answered_in_its_own_pixels(exported_
     model = load_model(exported_model / "model_int8.tflite")
     picture = model.read((tmp_path / "large.jpg").read_bytes())
     assert (picture.width, picture.height) == large.size
-    # The smallest libjpeg scale leaving both sides at least the 320 px input.
-    scale = max(r for r in (1, 2, 4, 8) if min(large.width // r, large.height // r) >= 320)
+    # The smallest libjpeg scale leaving both sides at least the model's input.
+    need_width, need_height = model.needs(*large.size)
+    scale = max(r for r in (1, 2, 4, 8) if large.width // r >= need_width and large.height // r >= need_height)
     assert scale >= 2 and picture.rgb.shape[:2] == (-(-large.height // scale), -(-large.width // scale))
     found = detect(model.path, [str(tmp_path / "large.jpg")], tmp_path / "out", min_score=0.2, progress=False)
     (entry,) = found.images
