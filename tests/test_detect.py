@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -87,12 +88,14 @@ def test_exif_orientation_is_respected(exported_model, photos, tmp_path):
     stored.save(buffer, "JPEG", quality=98, exif=exif.tobytes())
     (tmp_path / "rotated.jpg").write_bytes(buffer.getvalue())
     upright.save(tmp_path / "upright.png")
-    result = detect(exported_model / "model.tflite", [str(tmp_path / "*.*")], tmp_path / "out", progress=False)
+    images = [str(tmp_path / "*.*")]
+    result = detect(exported_model / "model.tflite", images, tmp_path / "out", min_score=0.3, progress=False)
     rotated, straight = sorted(result.images, key=lambda e: e["image"])
     assert (rotated["width"], rotated["height"]) == upright.size == (straight["width"], straight["height"])
-    assert [d["label"] for d in rotated["detections"]] == [d["label"] for d in straight["detections"]]
-    for a, b in zip(rotated["detections"], straight["detections"]):
-        assert abs(a["xmin"] - b["xmin"]) < 0.02 * max(upright.size)
+    # The JPEG may be read at a reduced scale and the PNG is read in full: the same boxes, within tolerance.
+    expected = [SimpleNamespace(**d) for d in straight["detections"] if d["score"] >= 0.5]
+    assert expected, "nothing detected"
+    assert_same_detections(expected, rotated["detections"], max(upright.size))
 
 
 def test_classes_and_max_boxes_filter(exported_model, photos, tmp_path):
