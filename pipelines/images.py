@@ -105,11 +105,6 @@ def load_picture(data: bytes, needs=None) -> Picture:
     return Picture(np.asarray(_to_rgb(ImageOps.exif_transpose(image))), width, height)
 
 
-def upright_rgb(data: bytes) -> np.ndarray:
-    """uint8 [H, W, 3] at full size as a viewer shows it; raises :class:`ImageProblem`."""
-    return load_picture(data).rgb
-
-
 def prepare_image(data: bytes) -> PreparedImage:
     """The JPEG to store and its displayed size; raises :class:`ImageProblem`."""
     image, orientation, _ = _open_checked(data)

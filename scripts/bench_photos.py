@@ -68,13 +68,13 @@ def _ms(function, items, repeats: int = 2) -> float:
 
 def bench_decode(root: Path, input_size: int) -> dict:
     """ms per photo: a full decode (PIL, as every path did; OpenCV beside it) against load_picture's reduced one."""
-    from pipelines.images import load_picture, upright_rgb
+    from pipelines.images import load_picture
 
     results = {}
     for name in PHOTO_SIZES:
         photos = [p.read_bytes() for p in sorted((root / name / "img_val").glob("*.jpg"))][:10]
         results[name] = {
-            "full_pil_ms": _ms(upright_rgb, photos),
+            "full_pil_ms": _ms(lambda d: load_picture(d).rgb, photos),
             "full_opencv_ms": _ms(lambda d: cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_COLOR), photos),
             "reduced_ms": _ms(lambda d: load_picture(d, lambda w, h: (input_size, input_size)), photos),
             "reduced_shape": list(load_picture(photos[0], lambda w, h: (input_size, input_size)).rgb.shape[:2]),
