@@ -19,6 +19,8 @@ TOOLS     ?= .venv-tools
 IMAGES    ?= $(SAMPLE)/img_val
 DETECT_OUT ?= detections/$(notdir $(MODEL_DIR))
 PORT      ?= 8000
+BROWSE_PORT ?= 8080
+CHROMIUM  ?= /usr/bin/chromium
 SWEEP     ?= configs/sweeps/tooth_grid.yaml
 SWEEP_OUT ?= models/sweep-$(basename $(notdir $(SWEEP)))
 SET       ?=
@@ -27,12 +29,12 @@ FRCNN_DIR ?= models/tooth-frcnn
 FRCNN_DEMO_STEPS ?= 200
 FRCNN_DEMO_SIZE ?= 192
 
-.PHONY: help setup tools sample data inspect config train eval export-tflite export package detect serve sweep demo \
-	demo-frcnn sweep-backbones test lint format bench clean
+.PHONY: help setup tools browser sample data inspect config train eval export-tflite export package detect serve \
+	browse sweep demo demo-frcnn sweep-backbones test lint format bench clean
 
 help:
 	@echo "make demo    - the whole pipeline on the embedded sample dataset"
-	@echo "make test    - lint + the test suite"
+	@echo "make test    - lint + the test suite (installs Debian's chromium for the page tests: make browser)"
 	@echo "make setup   - create $(VENV) and install odlite (quick when already done)"
 	@echo "make sample  - generate the sample dataset in $(SAMPLE)"
 	@echo "make data    - convert SRC=$(SRC) to TFRecords in DATA_DIR=$(DATA_DIR)"
@@ -47,6 +49,8 @@ help:
 	@echo "make tools   - the MediaPipe venv ($(TOOLS)) that checks exported models"
 	@echo "make detect  - run MODEL (default EXPORT_DIR/model_int8.tflite) on IMAGES=$(IMAGES) into DETECT_OUT"
 	@echo "make serve   - the POST /tag service for MODEL (default: the newest export) on PORT=$(PORT)"
+	@echo "make browse  - look through MODEL (default MODEL_DIR) on the validation images at http://127.0.0.1:$(BROWSE_PORT);"
+	@echo "               COMPARE=another model puts the two side by side"
 	@echo "make sweep   - train and evaluate each point of SWEEP=$(SWEEP) into SWEEP_OUT"
 	@echo "make demo-frcnn - Faster R-CNN ResNet-50 FPN on the sample: train, eval, SavedModel, detect"
 	@echo "make sweep-backbones - ResNet-50 vs ResNet-101 and two input sizes, one factor at a time"
@@ -108,6 +112,15 @@ detect: setup
 serve: setup
 	$(ODLITE) serve $(if $(MODEL),--model $(MODEL)) --port $(PORT)
 
+browse: setup
+	$(ODLITE) browse $(or $(MODEL),$(MODEL_DIR)) $(COMPARE) --port $(BROWSE_PORT)
+
+# The page tests drive Debian's Chromium (headless, through Playwright); installed with apt when missing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 sweep: setup
 	$(ODLITE) sweep --config $(CONFIG) --grid $(SWEEP) --out $(SWEEP_OUT) $(TRAIN_OPTIONS)
 
@@ -118,6 +131,7 @@ demo: data inspect
 	$(ODLITE) train --config $(MODEL_DIR)-demo.config --model-dir $(MODEL_DIR)-demo --seed 1 --eval-every 100
 	$(MAKE) --no-print-directory export-tflite package MODEL_DIR=$(MODEL_DIR)-demo
 	$(MAKE) --no-print-directory detect MODEL_DIR=$(MODEL_DIR)-demo CLASSES=caries
+	@echo "look through the validation images: make browse MODEL_DIR=$(MODEL_DIR)-demo COMPARE=$(EXPORT_DIR)-demo"
 
 # The two-stage detector on the sample data, at FRCNN_DEMO_SIZE px for FRCNN_DEMO_STEPS steps of batch 2 with
 # fewer proposals and sampled RoIs (a CPU's budget; the shipped config trains at 640), then served:
@@ -145,7 +159,7 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
-test: lint tools
+test: lint tools browser
 	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 bench: setup

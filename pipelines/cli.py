@@ -127,11 +127,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from pipelines.evaluate import evaluate, evaluate_continuously, evaluate_tflite, summary_line
+    from pipelines.evaluate import evaluate, evaluate_continuously, evaluate_export, summary_line
 
     options = dict(out=args.out, min_score=args.min_score, samples=args.samples, progress=not args.quiet)
     if args.tflite:
-        metrics = evaluate_tflite(args.tflite, args.config, **options)
+        metrics = evaluate_export(args.tflite, args.config, **options)
     elif args.model_dir is None:
         raise OdliteError("give --model-dir (a checkpoint) or --tflite (an exported model)")
     elif args.watch:
@@ -212,6 +212,21 @@ def cmd_serve(args) -> int:
     model = args.model or latest_export()
     print(f"serving {model} on http://{args.host}:{args.port} (docs: /docs)", file=sys.stderr, flush=True)
     serve(model, args.host, args.port, args.interpreters, int(args.max_upload_mb * 2**20), args.threads, args.workers)
+    return 0
+
+
+def cmd_browse(args) -> int:
+    from pipelines.browse import browse, prepare
+
+    def say(message):
+        print(message, file=sys.stderr, flush=True)
+
+    if not 0.0 <= args.min_score <= 1.0:
+        raise OdliteError(f"--min-score {args.min_score} is not a score: give one from 0 to 1")
+    browser = prepare(args.models, args.config, args.checkpoint, say, progress=not args.quiet)
+    images = len(browser.images.images)
+    say(f"browse {images} validation images on http://{args.host}:{args.port} (Ctrl+C to stop)")
+    browse(browser, args.host, args.port, args.min_score)
     return 0
 
 
@@ -364,6 +379,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own interpreters")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image")
     p.set_defaults(run=cmd_serve)
+
+    p = verbs.add_parser(
+        "browse", help="look through the validation images in a browser: truth, detections, errors by class"
+    )
+    p.add_argument(
+        "models",
+        nargs="+",
+        type=Path,
+        metavar="MODEL",
+        help="a checkpoint folder (or DIR/ckpt-N), .tflite or export folder; two side by side",
+    )
+    p.add_argument("--config", type=Path, help="pipeline.config (default: the one beside each model)")
+    p.add_argument("--checkpoint", help="with checkpoint folders: this checkpoint (default: best/, else the latest)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--min-score", type=float, default=0.5, help="the score slider's starting point")
+    p.add_argument("--quiet", action="store_true", help="no progress bar when a model is evaluated")
+    p.set_defaults(run=cmd_browse)
 
     p = verbs.add_parser("sweep", help="train and evaluate each point of a hyperparameter grid; rank them")
     p.add_argument("--config", type=Path, required=True, help="base pipeline.config")

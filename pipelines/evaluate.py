@@ -24,8 +24,9 @@ from pycocotools.cocoeval import COCOeval
 
 from pipelines.artifacts import checkpoint_step, export_step, glob_inputs, latest_checkpoint, resolve_config
 from pipelines.console import progress_bar
+from pipelines.error_analysis import iou
 from pipelines.errors import OdliteError
-from pipelines.experiment import TrainSpec, load_train_spec, restored_network
+from pipelines.experiment import TrainSpec, build_network, load_train_spec, read_weights
 from pipelines.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.label_map import read_label_map
 from pipelines.model import normalize_pixels
@@ -74,13 +75,30 @@ def pipeline_input_size(spec: TrainSpec) -> int | None:
     return None if spec.model.kind == "faster_rcnn" else spec.model.input_size
 
 
+class CheckpointDetector:
+    """One network, built and traced once, given each checkpoint's weights in turn: training evaluates
+    every N-th checkpoint without paying for a new network and a new trace each time."""
+
+    def __init__(self, spec: TrainSpec):
+        self.model = build_network(spec.model)
+        self.detect = _detector(spec, self.model)
+
+    def load(self, checkpoint: str):
+        """uint8 [N, S, S, 3] (S: ``pipeline_input_size``; any size for Faster R-CNN) -> (normalised
+        [ymin, xmin, ymax, xmax], scores, classes, count), with ``checkpoint``'s weights."""
+        read_weights(self.model, checkpoint)
+        return self.detect
+
+
 def checkpoint_detector(spec: TrainSpec, checkpoint: str):
-    """uint8 [N, S, S, 3] (S: ``pipeline_input_size``; any size for Faster R-CNN) -> (normalised
-    [ymin, xmin, ymax, xmax], scores, classes, count) from a checkpoint."""
-    model = restored_network(spec.model, checkpoint)
+    """The detection function of one checkpoint (see ``CheckpointDetector.load``)."""
+    return CheckpointDetector(spec).load(checkpoint)
+
+
+def _detector(spec: TrainSpec, model):
     if spec.model.kind == "faster_rcnn":
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)], autograph=False)
         def detect_two_stage(images):
             out = faster_rcnn_detect(model, spec.model, images)
             return out["detection_boxes"], out["detection_scores"], out["detection_classes"], out["num_detections"]
@@ -88,7 +106,7 @@ def checkpoint_detector(spec: TrainSpec, checkpoint: str):
         return detect_two_stage
     size = float(spec.model.input_size)
 
-    @tf.function
+    @tf.function(autograph=False)  # graph code already: converting the network's calls doubled the trace
     def detect(images):
         out = model(normalize_pixels(images), training=False)
         return out["detection_boxes"] / size, out["detection_scores"], out["detection_classes"], out["num_detections"]
@@ -122,7 +140,8 @@ def _collect(result: Detections, gt: dict, boxes, scores, classes, count) -> Non
             "jpeg": gt["image/encoded"],
         }
     )
-    n = len(gt["image/object/class/label"])
+    # Batching pads each image's boxes with label 0 (the background, never a label-map id): not ground truth.
+    n = int(np.count_nonzero(gt["image/object/class/label"]))
     crowd = gt["image/object/is_crowd"][:n] if len(gt["image/object/is_crowd"]) >= n else np.zeros(n, int)
     for j in range(n):
         box = [gt["image/object/bbox/xmin"][j] * w, gt["image/object/bbox/ymin"][j] * h]
@@ -200,14 +219,6 @@ def coco_evaluate(detections: Detections, labels: dict[int, str]) -> tuple[dict,
     return metrics, evaluator
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def confusion_matrix(detections: Detections, class_ids: list[int], min_score: float) -> np.ndarray:
     """Rows: true class then 'background' (false positives); columns: predicted class then 'missed'."""
     index = {c: i for i, c in enumerate(class_ids)}
@@ -224,9 +235,9 @@ def confusion_matrix(detections: Detections, class_ids: list[int], min_score: fl
         for d in sorted(found, key=lambda d: -d["score"]):
             best, best_iou = None, CONFUSION_IOU
             for j, t in enumerate(truth):
-                iou = _iou(d["box"], t["box"])
-                if j not in taken and iou >= best_iou:
-                    best, best_iou = j, iou
+                overlap = iou(d["box"], t["box"])
+                if j not in taken and overlap >= best_iou:
+                    best, best_iou = j, overlap
             if best is None:
                 matrix[k, index[d["label"]]] += 1
             else:
@@ -277,15 +288,18 @@ def evaluate(
     samples: int = 6,
     batch_size: int = 8,
     progress: bool = True,
+    detector: CheckpointDetector | None = None,
 ) -> dict:
-    """Evaluate one checkpoint (default: the latest) and write the report; returns the metrics."""
+    """Evaluate one checkpoint (default: the latest) and write the report; returns the metrics.
+    ``detector``: a network of this config to reuse (training's evaluations pass theirs)."""
     model_dir = Path(model_dir)
     spec = load_train_spec(resolve_config(config_path, model_dir))
     checkpoint = checkpoint or latest_checkpoint(model_dir)
     step = checkpoint_step(checkpoint)
     out = Path(out) if out else model_dir / "eval" / f"step-{step}"
     about = {"checkpoint": checkpoint, "step": step}
-    metrics = score(checkpoint_detector(spec, checkpoint), spec, out, about, min_score, samples, batch_size, progress)
+    detect = (detector or CheckpointDetector(spec)).load(checkpoint)
+    metrics = score(detect, spec, out, about, min_score, samples, batch_size, progress)
     writer = tf.summary.create_file_writer(str(model_dir / "eval"))
     with writer.as_default():
         for name in COCO_NAMES:
@@ -296,7 +310,7 @@ def evaluate(
     return metrics
 
 
-def evaluate_tflite(
+def evaluate_export(
     model: str | Path,
     config_path: str | Path | None = None,
     out: str | Path | None = None,
@@ -304,11 +318,24 @@ def evaluate_tflite(
     samples: int = 6,
     progress: bool = True,
 ) -> dict:
-    """Evaluate an exported .tflite on the same records with the same metrics as a checkpoint."""
-    from pipelines.tflite_runner import TFLiteDetector
-
+    """Evaluate an exported model, a .tflite or the SavedModel folder (``EXPORT/saved_model``), on the same
+    records with the same metrics as a checkpoint; the report goes to ``EXPORT/eval/<name>`` by default."""
     model = Path(model)
     spec = load_train_spec(resolve_config(config_path, model.parent))
+    detect, batch_size = _export_detector(model, spec)
+    out = Path(out) if out else model.parent / "eval" / model.stem
+    about = {"model": str(model), "step": export_step(model.parent)}
+    return score(detect, spec, out, about, min_score, samples, batch_size, progress)
+
+
+def _export_detector(model: Path, spec: TrainSpec):
+    """The detection function of an exported model, and the batch size it takes."""
+    if model.suffix != ".tflite":
+        from pipelines.export import saved_model_detector
+
+        return saved_model_detector(model), 8 if pipeline_input_size(spec) else 1
+    from pipelines.tflite_runner import TFLiteDetector
+
     if spec.model.kind != "ssd":
         raise OdliteError.at(model, "TFLite models are exported for SSD only; this config is Faster R-CNN")
     detector = TFLiteDetector(model)
@@ -316,9 +343,7 @@ def evaluate_tflite(
         raise OdliteError.at(
             model, f"input is {detector.width}x{detector.height}, the config says {spec.model.input_size}"
         )
-    out = Path(out) if out else model.parent / "eval" / model.stem
-    about = {"model": str(model), "step": export_step(model.parent)}
-    return score(detector, spec, out, about, min_score, samples, 1, progress)
+    return detector, 1
 
 
 def evaluate_continuously(config_path, model_dir, timeout: float = 3600, **kwargs):
@@ -326,9 +351,10 @@ def evaluate_continuously(config_path, model_dir, timeout: float = 3600, **kwarg
     evaluations (when set), or ``timeout`` seconds without a new checkpoint."""
     model_dir = Path(model_dir)
     spec = load_train_spec(resolve_config(config_path, model_dir))
+    detector = CheckpointDetector(spec)
     checkpoints = tf.train.checkpoints_iterator(str(model_dir), min_interval_secs=5, timeout=timeout)
     for done, checkpoint in enumerate(checkpoints, start=1):
-        metrics = evaluate(config_path, model_dir, checkpoint=checkpoint, **kwargs)
+        metrics = evaluate(config_path, model_dir, checkpoint=checkpoint, detector=detector, **kwargs)
         yield metrics
         if metrics["step"] >= spec.num_steps or done == spec.max_evals:
             return

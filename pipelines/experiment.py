@@ -266,7 +266,11 @@ def build_network(spec: ModelSpec | FasterRcnnSpec):
 
 def restored_network(spec: ModelSpec | FasterRcnnSpec, checkpoint: str):
     """The network with the weights of an odlite checkpoint (training's Checkpoint(model=...))."""
-    model = build_network(spec)
+    return read_weights(build_network(spec), checkpoint)
+
+
+def read_weights(model, checkpoint: str):
+    """``model`` with the weights of an odlite checkpoint; the optimizer's slots are left behind."""
     tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
     return model
 

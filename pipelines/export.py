@@ -57,6 +57,7 @@ from pipelines.resize import resize_to_input
 
 VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite", "int8": "model_int8.tflite"}
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+IMAGES = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")  # the serving signature's input
 
 
 def tflite_post_processing(spec: ModelSpec) -> dict:
@@ -85,11 +86,12 @@ class DetectorModule(tf.Module):
         self.__dict__["model"] = model
         self.weights = list(model.variables)
         size = self.spec.input_size
-        self.serve = tf.function(
-            self._serve, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]
-        )
+        # Traced without autograph: graph code already, and converting the network's calls doubled the trace.
+        self.serve = tf.function(self._serve, input_signature=[IMAGES], autograph=False)
         self.tflite_graph = tf.function(
-            self._tflite_graph, input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")]
+            self._tflite_graph,
+            input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")],
+            autograph=False,
         )
 
     def _serve(self, images):
@@ -135,9 +137,7 @@ class TwoStageModule(tf.Module):
         model = restored_network(self.spec, checkpoint)
         self.__dict__["model"] = model  # the weights are tracked, not the Keras model (see DetectorModule)
         self.weights = list(model.variables)
-        self.serve = tf.function(
-            self._serve, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]
-        )
+        self.serve = tf.function(self._serve, input_signature=[IMAGES], autograph=False)
 
     def _serve(self, images):
         return faster_rcnn_detect(self.model, self.spec, images)

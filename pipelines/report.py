@@ -14,6 +14,7 @@ from pipelines.atomic import atomic_folder
 from pipelines.draw import draw_boxes
 
 GROUND_TRUTH_COLOUR = (255, 255, 255)
+DETECTIONS_FILE = "detections.json"  # every box of every image, for odlite browse
 
 
 def _plot_pr_curves(path: Path, evaluator, labels: dict[int, str]) -> None:
@@ -79,6 +80,7 @@ def write_report(out: Path, metrics: dict, evaluator, detections, labels, matrix
     """Everything is written to a temporary folder and moved into ``out`` at the end."""
     with atomic_folder(out) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (tmp / DETECTIONS_FILE).write_text(json.dumps(_all_boxes(detections, labels), separators=(",", ":")))
         _plot_pr_curves(tmp / "pr_curves.png", evaluator, labels)
         names = list(labels.values())
         _plot_confusion(tmp / "confusion_matrix.png", matrix, names, min_score)
@@ -91,6 +93,23 @@ def write_report(out: Path, metrics: dict, evaluator, detections, labels, matrix
             _draw_sample(image, truth, found, labels, min_score).save(tmp / "samples" / name)
             pictures.append(name)
         (tmp / "report.md").write_text(_markdown(metrics, matrix, names, min_score, pictures))
+
+
+def _all_boxes(detections, labels: dict[int, str]) -> dict:
+    """Ground truth and every detection, whatever its score, in each image's pixels."""
+
+    def box(values):
+        return [round(float(v), 2) for v in values]
+
+    return {
+        "labels": {str(k): v for k, v in labels.items()},
+        "images": [{k: im[k] for k in ("id", "filename", "width", "height")} for im in detections.images],
+        "truth": [{"image_id": t["image_id"], "box": box(t["box"]), "label": t["label"]} for t in detections.truth],
+        "found": [
+            {"image_id": d["image_id"], "box": box(d["box"]), "label": d["label"], "score": round(d["score"], 4)}
+            for d in detections.found
+        ],
+    }
 
 
 def _markdown(metrics: dict, matrix, names: list[str], min_score: float, pictures: list[str]) -> str:

@@ -299,7 +299,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--train-steps", type=int, default=100, help="timed training steps")
     parser.add_argument(
-        "--only", choices=["convert", "train", "tflite", "serve", "faster_rcnn", "photos"], help="run one section"
+        "--only",
+        choices=["convert", "train", "tflite", "serve", "faster_rcnn", "photos", "browse"],
+        help="run one section",
     )
     parser.add_argument("--frcnn-steps", type=int, default=5, help="timed Faster R-CNN training steps (640 px)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the serve load test")
@@ -329,6 +331,11 @@ def main() -> int:
             export_dir = _int8_export(Path(work), args.model_dir)
             photos = bench_real_photos(export_dir / "model_int8.tflite", Path(work), args.clients, args.photo_seconds)
             results["photos"] = {**photos, "measured_at": stamp}
+        if args.only in (None, "browse"):
+            from bench_browse import bench_browse
+
+            model_dir = args.model_dir or _trained_model(Path(work))
+            results["browse"] = {**bench_browse(model_dir, Path(work)), "measured_at": stamp}
         if args.only in (None, "faster_rcnn"):
             two_stage = bench_faster_rcnn(Path(work), args.frcnn_steps, min(args.clients, 4), args.seconds)
             results["faster_rcnn"] = {**two_stage, "measured_at": stamp}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,7 +189,8 @@ TOOTH_CONFIG = REPO / "configs" / "ssd_mobilenet_v2_fpnlite_320x320.config"
 FASTER_RCNN_CONFIG = REPO / "configs" / "faster_rcnn_resnet50_fpn_640.config"
 LEARNING_STEPS = 300
 # The shared trained model's input. At 320 px, 300 steps from scratch ended anywhere from 0.44 to 0.81
-# mAP@0.5:0.95 depending on the machine's floating point; at 160 px three seeds gave 0.807-0.818.
+# mAP@0.5:0.95 depending on the machine's floating point; at 160 px three seeds gave 0.807-0.818 here,
+# and one CI machine 0.445 (its mAP@0.5 stayed above 0.5): tests that need a learned model check mAP@0.5.
 LEARNING_SIZE = 160
 
 
@@ -306,13 +309,24 @@ def running_server(model: Path, *options: str, wait: float = 180):
         process.wait(timeout=30)
 
 
-def assert_same_detections(expected, found: list[dict], width: int) -> None:
-    """Each of ``expected`` (Found) has a twin in ``found`` (dicts): label, score within 0.1, box within 3%."""
+def assert_same_detections(expected, found: list, width: int, score: float = 0.1, box: float = 0.03) -> None:
+    """Each of ``expected`` (Found) has a twin in ``found`` (dicts or Found): the label, the score within
+    ``score``, each side within ``box`` x ``width``."""
+    found = [got if isinstance(got, dict) else vars(got) for got in found]
     sides = ("xmin", "ymin", "xmax", "ymax")
     for want in expected:
         assert any(
             got["label"] == want.label
-            and abs(got["score"] - want.score) < 0.1
-            and max(abs(got[side] - getattr(want, side)) for side in sides) < 0.03 * width
+            and abs(got["score"] - want.score) < score
+            and max(abs(got[side] - getattr(want, side)) for side in sides) < box * width
             for got in found
-        ), (want, found)
+        ), (want, found[:5])
+
+
+def in_two_processes(function, items: list, *args) -> list:
+    """``function(half, *args)`` for each half of ``items``, in two fresh processes at once: for walks
+    that build many small networks, which are Python-bound and would leave the second core idle.
+    ``function`` must live at a test module's top level (the processes import it by name)."""
+    halves = [items[0::2], items[1::2]]
+    with ProcessPoolExecutor(len(halves), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(function, halves, *([arg] * len(halves) for arg in args)))

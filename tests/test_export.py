@@ -116,8 +116,10 @@ def test_the_comparison_catches_a_moved_box_or_a_changed_score():
 
 def test_tflite_variants_score_like_the_checkpoint(exported_model):
     report = json.loads((exported_model / "export.json").read_text())["variants"]
+    # The bar of test_training_from_scratch_learns_the_sample: mAP@0.5:0.95 of this 300-step training
+    # depends on the CPU's floating point (0.81 on one machine, 0.45 on another), mAP@0.5 much less.
+    assert report["checkpoint"]["AP50"] >= 0.5, "the shared trained model should have learned the sample"
     reference = report["checkpoint"]["AP"]
-    assert reference > 0.5, "the shared trained model should have learned the sample"
     assert abs(report["fp32"]["AP"] - reference) <= 0.005
     assert abs(report["fp16"]["AP"] - reference) <= 0.005
     assert reference - report["int8"]["AP"] <= 0.03
@@ -136,6 +138,19 @@ def test_eval_verb_scores_a_tflite_like_the_export_report(exported_model, tmp_pa
     report = json.loads((exported_model / "export.json").read_text())["variants"]["int8"]
     assert metrics["AP"] == pytest.approx(report["AP"], abs=1e-9)
     assert "model_int8.tflite" in done.stdout and (tmp_path / "eval" / "report.md").exists()
+
+
+def test_eval_refuses_a_tflite_its_config_does_not_describe(exported_model, tmp_path):
+    from conftest import FASTER_RCNN_CONFIG, TOOTH_CONFIG
+
+    from pipelines.evaluate import evaluate_export
+
+    model = exported_model / "model_int8.tflite"
+    with pytest.raises(OdliteError, match=f"input is {LEARNING_SIZE}x{LEARNING_SIZE}, the config says 320"):
+        evaluate_export(model, TOOTH_CONFIG, out=tmp_path / "a", progress=False)
+    with pytest.raises(OdliteError, match="exported for SSD only"):
+        evaluate_export(model, FASTER_RCNN_CONFIG, out=tmp_path / "b", progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_package_holds_models_labels_report_and_the_android_guide(exported_model, tmp_path):

@@ -283,6 +283,21 @@ def test_training_from_scratch_learns_the_sample(trained_model):
     assert math.isfinite(metrics["AP"]) and metrics["per_class"]["caries"]["AP50"] > 0.3
 
 
+def test_one_evaluation_network_serves_each_checkpoint_in_turn(tiny_model):
+    """Training and --watch evaluate with one network re-read from each checkpoint: after checkpoint 2,
+    checkpoint 1 gives it exactly the weights a network built for checkpoint 1 alone has."""
+    from pipelines.evaluate import CheckpointDetector
+    from pipelines.experiment import restored_network
+
+    spec = load_train_spec(tiny_model / "pipeline.config")
+    alone = {step: restored_network(spec.model, str(tiny_model / f"ckpt-{step}")).get_weights() for step in (1, 2)}
+    assert any(not np.array_equal(a, b) for a, b in zip(alone[1], alone[2]))
+    detector = CheckpointDetector(spec)
+    for step in (2, 1):
+        detector.load(str(tiny_model / f"ckpt-{step}"))
+        assert all(np.array_equal(a, b) for a, b in zip(detector.model.get_weights(), alone[step], strict=True))
+
+
 def test_continuous_eval_follows_checkpoints_and_writes_the_report(tiny_model, tooth_data, tmp_path):
     from pipelines.evaluate import evaluate_continuously
 
