@@ -307,19 +307,47 @@ def batched_anchors(spec: FasterRcnnSpec, batch) -> dict[str, tf.Tensor]:
     return {k: tf.tile(v[None], [batch, 1, 1, 1]) for k, v in spec.anchors().items()}
 
 
+class SeededRpnAnchorLabeler(anchor.RpnAnchorLabeler):
+    """Model Garden's RPN anchor labeller, its anchor minibatch drawn from each example's own seed.
+
+    Model Garden's sampler shuffles with a stateful op, whose draws parallel input threads take in
+    any order, so a seeded run would not repeat. The rule is its non-static balanced sampler's: up to
+    ``positive fraction x minibatch`` positives chosen at random, negatives filling the rest.
+    """
+
+    seed = None  # the example's [2] int64 seed; set before each label_anchors
+
+    def _get_rpn_samples(self, match_results):
+        candidates, positive = match_results > -2, match_results > -1
+        keys = tf.random.stateless_uniform(tf.shape(match_results), self.seed)
+
+        def draw(among, count):
+            # A uniformly random subset of ``count`` of them (all, when fewer): the largest keys.
+            count = tf.minimum(count, tf.reduce_sum(tf.cast(among, tf.int32)))
+            chosen = tf.argsort(tf.where(among, keys, -1.0), direction="DESCENDING")[:count]
+            return tf.scatter_nd(chosen[:, None], tf.ones_like(chosen, tf.bool), tf.shape(match_results))
+
+        positives = draw(candidates & positive, int(self._rpn_fg_fraction * self._rpn_batch_size_per_im))
+        taken = tf.reduce_sum(tf.cast(positives, tf.int32))
+        negatives = draw(candidates & ~positive, self._rpn_batch_size_per_im - taken)
+        scores = tf.where(positives, 1, tf.where(negatives, 0, -1))
+        return scores, tf.cast(positives, tf.int32), tf.cast(negatives, tf.int32)
+
+
 def rpn_labeller(spec: FasterRcnnSpec, max_boxes: int):
-    """(decoded, augmented example) -> (network input, targets): the image fitted and padded, the RPN's
-    anchor targets (Model Garden's RpnAnchorLabeler) and the ground truth in input pixels, padded with -1."""
-    labeller = anchor.RpnAnchorLabeler(0.7, 0.3, spec.rpn_minibatch, spec.rpn_positive_fraction)
+    """(decoded, augmented example, its [2] seed) -> (network input, targets): the image fitted and
+    padded, the RPN's anchor targets and the ground truth in input pixels, padded with -1."""
+    labeller = SeededRpnAnchorLabeler(0.7, 0.3, spec.rpn_minibatch, spec.rpn_positive_fraction)
     anchors = spec.anchors()
 
-    def label(data: dict):
+    def label(data: dict, seed):
         image, valid = fit_images(data["image"][None], spec)
         image, valid = image[0], valid[0]
         boxes = data["groundtruth_boxes"] * tf.tile(valid, [2])
         keep = ~data["groundtruth_is_crowd"] & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         boxes = tf.boolean_mask(boxes, keep)[:max_boxes]
         classes = tf.boolean_mask(data["groundtruth_classes"], keep)[:max_boxes]
+        labeller.seed = tf.random.experimental.stateless_fold_in(seed, 1)  # not the augmentation's draws
         scores, deltas = labeller.label_anchors(anchors, boxes, classes[:, None])
         # Padded to a static max_boxes, as Model Garden's parser does: its RoI sampler needs the static shape.
         targets = {

@@ -84,13 +84,18 @@ def train_dataset(spec: TrainSpec, batch_size: int, seed: int | None = None) -> 
     dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=cycle, num_parallel_calls=tf.data.AUTOTUNE)
     if spec.shuffle:
         dataset = dataset.shuffle(512, seed=seed)
-    # Each example's augmentation seed: (run seed, its position in the stream), so a seeded run repeats.
+    # Each example's seed, for its augmentation and the RPN's anchor minibatch: (run seed, its position
+    # in the stream), so a seeded run repeats.
     base = seed if seed is not None else int(np.random.default_rng().integers(2**31))
     dataset = dataset.enumerate()
-    dataset = dataset.map(
-        lambda index, raw: label(augment(decoder.decode(raw), tf.stack([tf.constant(base, tf.int64), index]))),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+
+    @tf.autograph.experimental.do_not_convert  # graph code already: converting Model Garden's ops took 3 s
+    def prepare(index, raw):
+        drawn_from = tf.stack([tf.constant(base, tf.int64), index])
+        augmented = augment(decoder.decode(raw), drawn_from)
+        return label(augmented, drawn_from) if two_stage else label(augmented)
+
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

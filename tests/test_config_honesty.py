@@ -9,6 +9,9 @@ value changes one of those, when every other value is refused, or when ``NO_OPS`
 with a reason (and then nothing may change). So "honoured or refused" cannot drift: a new
 supported field that nothing reads fails here.
 
+The leaves are walked in two processes, half each (building networks is Python-bound); the
+references both compute for a base must agree, so the comparison itself is deterministic.
+
 Faster R-CNN's leaves are walked on a Faster R-CNN base. Building its ResNet-50 for each of
 them would cost minutes, so there the network is represented by what it is built from:
 the FasterRcnnSpec (and the dtype policy); tests/test_faster_rcnn.py shows each spec field
@@ -27,7 +30,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
-from conftest import FASTER_RCNN_CONFIG, LABEL_MAP, TOOTH_CONFIG
+from conftest import FASTER_RCNN_CONFIG, LABEL_MAP, TOOTH_CONFIG, in_two_processes
 
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset, pipeline_input_size
@@ -35,7 +38,7 @@ from pipelines.experiment import train_spec
 from pipelines.export import tflite_post_processing
 from pipelines.label_map import read_label_map
 from pipelines.model import build_model, normalize_pixels
-from pipelines.pipeline_config import parse_pipeline_config
+from pipelines.pipeline_config import PipelineConfig, parse_pipeline_config
 from pipelines.pipeline_schema import ENUMS, MESSAGES, NO_OPS, ROOT, SUPPORTED, message_spec
 from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, make_optimizer
 from pipelines.train_input import train_dataset
@@ -330,12 +333,11 @@ def _changes(products: dict, reference: dict[str, str], everything: bool) -> lis
     return changed
 
 
-def _concrete(path: str, bases: dict[str, str]) -> tuple[str, str]:
+def _concrete(path: str, bases: dict[str, PipelineConfig]) -> tuple[str, str]:
     """A base config and the leaf's path in it: the first base that writes the leaf's block (so a oneof
     member's fields are tried where that member is chosen); blocks no base writes are created by ``set``."""
     parent = path.rsplit(".", 1)[0]
-    for name, text in bases.items():
-        config = parse_pipeline_config(text)
+    for name, config in bases.items():
         for indices in itertools.product(range(8), repeat=parent.count("[*]")):
             concrete = parent
             for index in indices:
@@ -371,20 +373,18 @@ def alternatives(small_data, tmp_path_factory) -> dict[str, list[str]]:
     }
 
 
-def test_every_leaf_is_honoured_refused_or_a_listed_no_op(small_data, alternatives):
-    bases = _bases(small_data)
+def walk(leaves: list[str], bases: dict[str, str], alternatives: dict) -> tuple[dict, list, list, dict]:
+    """Each leaf's outcome, the leaves accepted that change nothing, the NO_OPS that change something,
+    and the reference behaviour of each base this walk needed."""
     behaviour = Behaviour()
-    reference = {name: _evaluate(behaviour.of(text)) for name, text in bases.items()}
-    again = Behaviour()  # nothing cached: the comparison itself must be deterministic
-    first = next(iter(bases))
-    assert _evaluate(again.of(bases[first])) == reference[first]
-    leaves = supported_leaves()
-    assert set(NO_OPS) <= {leaf.replace("[*]", "") for leaf in leaves}, "NO_OPS names a field odlite does not accept"
+    parsed = {name: parse_pipeline_config(text) for name, text in bases.items()}  # read only
+    reference: dict[str, dict] = {}
     ignored, moved_no_ops, outcome = [], [], {}
     for leaf in leaves:
-        base, path = _concrete(leaf, bases)
-        config = parse_pipeline_config(bases[base])
-        value = config.get(path)
+        base, path = _concrete(leaf, parsed)
+        if base not in reference:
+            reference[base] = _evaluate(behaviour.of(bases[base]))
+        value = parsed[base].get(path)
         changed = None
         tried = 0
         for candidate in _candidates(leaf.replace("[*]", ""), value, _field(leaf), alternatives):
@@ -407,6 +407,22 @@ def test_every_leaf_is_honoured_refused_or_a_listed_no_op(small_data, alternativ
             ignored.append(f"{leaf} (tried {tried} value(s); {base} config)")
         else:
             outcome[leaf] = "refused"
+    return outcome, ignored, moved_no_ops, reference
+
+
+def test_every_leaf_is_honoured_refused_or_a_listed_no_op(small_data, alternatives):
+    bases = _bases(small_data)
+    leaves = supported_leaves()
+    assert set(NO_OPS) <= {leaf.replace("[*]", "") for leaf in leaves}, "NO_OPS names a field odlite does not accept"
+    walked = in_two_processes(walk, leaves, bases, alternatives)
+    outcome = {leaf: said for half in walked for leaf, said in half[0].items()}
+    ignored = [leaf for half in walked for leaf in half[1]]
+    moved_no_ops = [leaf for half in walked for leaf in half[2]]
+    # The comparison itself must be deterministic: two processes, nothing shared, the same references.
+    (_, _, _, first), (_, _, _, second) = walked
+    shared = set(first) & set(second)
+    differing = {(base, key) for base in shared for key in first[base] if first[base][key] != second[base][key]}
+    assert shared and not differing, differing
     print(json.dumps(outcome, indent=1))
     assert not ignored, "accepted but nothing changes; honour them, refuse them or add them to NO_OPS: " + (
         "; ".join(ignored)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
-from conftest import FASTER_RCNN_CONFIG, patched_config, running_server
+from conftest import FASTER_RCNN_CONFIG, in_two_processes, patched_config, running_server
 
 from pipelines.errors import OdliteError
 from pipelines.experiment import train_spec
@@ -203,7 +204,7 @@ def _behaviour(spec: FasterRcnnSpec) -> dict:
         "groundtruth_classes": tf.constant([1, 2], tf.int64),
     }
     tf_keras.utils.set_random_seed(0)
-    fitted, targets = rpn_labeller(spec, 4)(example)
+    fitted, targets = rpn_labeller(spec, 4)(example, tf.constant([0, 1], tf.int64))
     batch = tf.nest.map_structure(lambda t: t[None], (fitted, targets))
     tf_keras.utils.set_random_seed(0)
     losses = training_losses(spec)(model, *batch)
@@ -226,22 +227,30 @@ def _backbone_behaviour(spec: FasterRcnnSpec) -> list:
     return [len(backbone.weights), round(float(sum(tf.reduce_sum(w) for w in backbone.weights)), 2), norms, losses]
 
 
-def test_every_faster_rcnn_spec_field_changes_the_network_or_what_it_computes(monkeypatch):
+def unchanged_fields(names: list[str]) -> list[str]:
+    """Those of the FasterRcnnSpec fields ``names`` whose other value changes nothing built or computed."""
     unchanged = []
-    reference = _backbone_behaviour(TINY)
-    for name in BACKBONE_FIELDS:
-        if _backbone_behaviour(dataclasses.replace(TINY, **{name: _variant(name, TINY)})) == reference:
-            unchanged.append(name)
-    monkeypatch.setattr("pipelines.faster_rcnn.build_backbone", _stand_in_backbone)
-    keep_aspect = dataclasses.replace(TINY, resizer="keep_aspect_ratio")
-    references = {TINY.resizer: _behaviour(TINY), keep_aspect.resizer: _behaviour(keep_aspect)}
-    for field in dataclasses.fields(FasterRcnnSpec):
-        if field.name in ("kind", "num_classes", *BACKBONE_FIELDS):
+    if any(name in BACKBONE_FIELDS for name in names):
+        reference = _backbone_behaviour(TINY)
+    references = {}
+    for name in names:
+        if name in BACKBONE_FIELDS:
+            if _backbone_behaviour(dataclasses.replace(TINY, **{name: _variant(name, TINY)})) == reference:
+                unchanged.append(name)
             continue
-        base = keep_aspect if field.name in KEEP_ASPECT_FIELDS else TINY
-        variant = dataclasses.replace(base, **{field.name: _variant(field.name, base)})
-        if _behaviour(variant) == references[base.resizer]:
-            unchanged.append(field.name)
+        base = dataclasses.replace(TINY, resizer="keep_aspect_ratio") if name in KEEP_ASPECT_FIELDS else TINY
+        with mock.patch("pipelines.faster_rcnn.build_backbone", _stand_in_backbone):
+            if base.resizer not in references:
+                references[base.resizer] = _behaviour(base)
+            if _behaviour(dataclasses.replace(base, **{name: _variant(name, base)})) == references[base.resizer]:
+                unchanged.append(name)
+    return unchanged
+
+
+def test_every_faster_rcnn_spec_field_changes_the_network_or_what_it_computes():
+    others = [f.name for f in dataclasses.fields(FasterRcnnSpec) if f.name not in ("kind", "num_classes")]
+    names = [*BACKBONE_FIELDS, *(name for name in others if name not in BACKBONE_FIELDS)]
+    unchanged = [name for half in in_two_processes(unchanged_fields, names) for name in half]
     assert not unchanged, f"these settings change nothing that is built or computed: {unchanged}"
 
 
@@ -305,6 +314,23 @@ def test_missing_or_wrong_pretrained_weights_say_what_was_expected(small_spec, t
     spec = _with_checkpoint(small_spec, "imagenet")
     offline = warm_start(model, spec, from_scratch=True)  # no network here: Keras' download fails
     assert "ImageNet weights could not be downloaded" in offline or "ImageNet ResNet50" in offline
+
+
+def test_a_seeded_input_repeats_each_rpn_minibatch(small_spec):
+    """The RPN's anchor minibatch is drawn from each example's own seed, so parallel input threads
+    cannot reorder the random numbers: the same seed gives the same targets, another seed others."""
+    from pipelines.experiment import load_train_spec
+    from pipelines.train_input import train_dataset
+
+    spec = load_train_spec(small_spec)
+
+    def targets(seed):
+        batches = train_dataset(spec, 2, seed=seed).take(4)
+        return [b[1]["rpn_score_targets"] for b in batches]
+
+    first, again, other = targets(0), targets(0), targets(1)
+    tf.nest.map_structure(np.testing.assert_array_equal, first, again)
+    assert any(not np.array_equal(a, b) for a, b in zip(tf.nest.flatten(first), tf.nest.flatten(other)))
 
 
 # --- the shared two-stage model: train, eval, export, detect, serve ----------------------------------
@@ -402,3 +428,22 @@ def test_serve_answers_tag_from_the_saved_model(frcnn_export, sample_src):
         assert httpx.post(f"{url}/tag", files={"file": ("p.jpg", b"not a jpeg", "image/jpeg")}).status_code == 415
         unknown = httpx.post(f"{url}/tag", files={"file": ("p.jpg", photo)}, params={"classes": "molar"})
         assert unknown.status_code == 400 and "unknown class" in unknown.text
+
+
+def test_browse_takes_the_saved_model_of_a_faster_rcnn_export(frcnn_export, tmp_path):
+    """From the export's own evaluation when it is there; evaluated as export scores it otherwise."""
+    import shutil
+
+    from pipelines.browse import prepare
+    from pipelines.report import DETECTIONS_FILE
+
+    export = shutil.copytree(frcnn_export, tmp_path / "tooth-frcnn")
+    said = []
+    cached = prepare([export], say=said.append, progress=False)
+    assert said[-1] == f"tooth-frcnn/saved_model: detections from {export / 'eval/saved_model' / DETECTIONS_FILE}"
+    (export / "eval" / "saved_model" / DETECTIONS_FILE).unlink()
+    again = prepare([export], say=said.append, progress=False)
+    assert "evaluating (no cached detections)" in said[-2]
+    scored = json.loads((export / "export.json").read_text())["variants"]["saved_model"]["AP"]
+    assert again.models[0].metrics["AP"] == pytest.approx(scored, abs=1e-3)
+    assert len(again.images.images) == len(cached.images.images) == again.models[0].metrics["images"]
