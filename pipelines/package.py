@@ -77,6 +77,8 @@ detector.close()
 
 MediaPipe resizes the bitmap to {size}x{size} (stretching it, as training did) and
 maps the boxes back to the bitmap's pixels. Rotate the bitmap upright first (EXIF).
+A box that sticks out past the left or top edge comes back moved inside, its width and
+height kept (at most the bitmap's), not cut: the model's -8..39 is reported as 0..47.
 
 ## The raw model, for other runtimes
 

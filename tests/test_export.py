@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from conftest import LEARNING_SIZE, TOOLS_PYTHON
 
-from pipelines.android_check import _unmatched, check_with_mediapipe
+from pipelines.android_check import PIXEL_TOLERANCE, _unmatched, as_mediapipe_reports, check_with_mediapipe
 from pipelines.artifacts import label_lines
 from pipelines.errors import OdliteError
 from pipelines.evaluate import checkpoint_detector, eval_dataset
@@ -77,13 +77,28 @@ def test_metadata_carries_labels_normalisation_and_output_names(exported_model, 
 
 
 def test_mediapipe_object_detector_agrees_with_odlite(exported_model):
+    """Every detection, down to score 0: the weak ones overhang the image, which MediaPipe reports its own way."""
     _, records = _val_records(exported_model)
     for variant, name in VARIANTS.items():
-        result = check_with_mediapipe(exported_model / name, records, LABELS, images=12, tools_python=TOOLS_PYTHON)
-        assert result.passed, f"{variant}: {result.mismatches}"
-        assert result.compared >= 24, f"{variant}: too few confident detections to compare"
-    report = json.loads((exported_model / "export.json").read_text())
-    assert all(report["variants"][v]["mediapipe"]["passed"] for v in VARIANTS)
+        result = check_with_mediapipe(
+            exported_model / name, records, LABELS, images=12, min_score=0.0, tools_python=TOOLS_PYTHON
+        )
+        assert result.passed, f"{variant}: {result.mismatches[:10]}"
+        assert result.compared >= 24 * 10, f"{variant}: too few detections to compare"
+    report = json.loads((exported_model / "export.json").read_text())["variants"]
+    assert all(report[v]["mediapipe"]["passed"] for v in VARIANTS), {v: report[v]["mediapipe"] for v in VARIANTS}
+
+
+def test_an_overhanging_box_is_compared_as_mediapipe_reports_it():
+    # Boxes the suite's model gave at 160 px, with MediaPipe's own report of each beside.
+    measured = [
+        ([1.44, -8.26, 20.92, 38.89], [1, 0, 20, 47]),
+        ([84.95, -60.35, 189.74, 188.74], [84, 0, 188, 160]),
+        ([-27.99, -182.82, 170.73, 302.40], [0, 0, 160, 160]),
+        ([59.80, 46.32, 96.57, 140.84], [59, 46, 95, 140]),
+    ]
+    for box, reported in measured:
+        assert np.max(np.abs(np.subtract(as_mediapipe_reports(box, 160, 160), reported))) < PIXEL_TOLERANCE
 
 
 def test_mediapipe_resizes_full_size_images_as_odlite_does(exported_model):
