@@ -76,7 +76,8 @@ def chosen_checkpoint(model_dir: Path, checkpoint: str | None = None, say=print)
 class BestKeeper:
     """Offered each evaluated checkpoint; keeps the best and counts evaluations since it improved.
 
-    A resumed run compares against the best already kept, if it was chosen by the same metric.
+    A resumed run compares against the best already kept, if it was chosen by the same metric, and
+    goes on counting from the evaluation reports written after it, so patience spans the resume.
     """
 
     def __init__(self, model_dir: Path, metric: str):
@@ -85,7 +86,13 @@ class BestKeeper:
         same = kept is not None and kept.get("best_metric") == metric and best_checkpoint(self.model_dir)
         self.best = metric_value(kept, metric) if same else float("-inf")
         self.best_step = kept.get("step") if same else None
-        self.since_improved = 0
+        self.since_improved = self._evaluations_after(self.best_step) if same else 0
+
+    def _evaluations_after(self, step: int) -> int:
+        """Evaluation reports (``DIR/eval/step-N/``, as training and odlite eval write them) after ``step``."""
+        reports = (self.model_dir / "eval").glob(f"step-*/{METRICS_FILE}")
+        steps = [report.parent.name.removeprefix("step-") for report in reports]
+        return sum(1 for found in steps if found.isdigit() and int(found) > step)
 
     def offer(self, checkpoint: str, metrics: dict) -> bool:
         """True when ``checkpoint`` is now the best (strictly better, so a tie keeps the earlier step)."""

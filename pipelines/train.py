@@ -339,7 +339,9 @@ def train(
     evaluated_at = None
     losses: dict = {}
     rate = 0.0
-    interrupted = stopped_early = wants_early_stop = False
+    interrupted = stopped_early = False
+    # A resumed run whose patience ran out before stops where it is, as a finished one does.
+    wants_early_stop = bool(early_stop_patience) and keeper.since_improved >= early_stop_patience
     iterator = iter(dataset)
     show = progress and cluster.is_chief
     bar = progress_bar(total=total_steps, initial=step, unit="step", desc="train", disable=not show)

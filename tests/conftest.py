@@ -192,6 +192,10 @@ LEARNING_STEPS = 300
 # mAP@0.5:0.95 depending on the machine's floating point; at 160 px three seeds gave 0.807-0.818 here,
 # and one CI machine 0.445 (its mAP@0.5 stayed above 0.5): tests that need a learned model check mAP@0.5.
 LEARNING_SIZE = 160
+# A detection of the shared trained model to count on. Its best score on an image ranges from 0.48 to 0.9
+# across trainings (mAP@0.5 0.81-0.99), so 0.5 is not met on every image; the other side of a
+# comparison is then asked down to CONFIDENT - 0.1, the score tolerance of assert_same_detections.
+CONFIDENT = 0.3
 
 
 def patched_config(out: Path, data_dir: Path, base: Path = TOOTH_CONFIG, **settings) -> Path:

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_same_detections
+from conftest import CONFIDENT, assert_same_detections
 from PIL import Image
 
 from pipelines.detect import detect, find_images, load_model
@@ -35,7 +35,7 @@ def photos(exported_model, tmp_path_factory):
     return folder
 
 
-def _strong(found, min_score=0.5):
+def _strong(found, min_score=CONFIDENT):
     return [f for f in found if f.score >= min_score]
 
 
@@ -73,8 +73,8 @@ def test_tflite_saved_model_and_checkpoint_agree(exported_model, trained_model, 
     framed = resize_to_input(photo, width, height).numpy()
 
     def assert_agree(image, one, other):
-        # Confident leaves a margin over the score tolerance: 0.51 on one side and 0.49 on the other is no miss.
-        confident = _strong(models[one](image), 0.52)
+        # Every detection of the other side is looked at, so a score just over the bar finds its twin.
+        confident = _strong(models[one](image))
         assert confident, f"{one} detects nothing"
         assert_same_detections(confident, models[other](image), max(image.shape[:2]), score=0.02, box=0.01)
 
@@ -94,11 +94,11 @@ def test_exif_orientation_is_respected(exported_model, photos, tmp_path):
     (tmp_path / "rotated.jpg").write_bytes(buffer.getvalue())
     upright.save(tmp_path / "upright.png")
     images = [str(tmp_path / "*.*")]
-    result = detect(exported_model / "model.tflite", images, tmp_path / "out", min_score=0.3, progress=False)
+    result = detect(exported_model / "model.tflite", images, tmp_path / "out", min_score=0.2, progress=False)
     rotated, straight = sorted(result.images, key=lambda e: e["image"])
     assert (rotated["width"], rotated["height"]) == upright.size == (straight["width"], straight["height"])
     # The JPEG may be read at a reduced scale and the PNG is read in full: the same boxes, within tolerance.
-    expected = [SimpleNamespace(**d) for d in straight["detections"] if d["score"] >= 0.5]
+    expected = [SimpleNamespace(**d) for d in straight["detections"] if d["score"] >= CONFIDENT]
     assert expected, "nothing detected"
     assert_same_detections(expected, rotated["detections"], max(upright.size))
 

@@ -7,7 +7,7 @@ import concurrent.futures
 import httpx
 import pytest
 import tensorflow as tf
-from conftest import assert_same_detections, running_server
+from conftest import CONFIDENT, assert_same_detections, running_server
 
 MAX_UPLOAD_MB = 0.2
 
@@ -36,13 +36,13 @@ def _tag(server, data: bytes, name="photo.jpg", **params):
 
 
 def test_tag_returns_labels_scores_and_pixel_boxes(server, jpeg):
-    answer = _tag(server, jpeg)
+    answer = _tag(server, jpeg, min_score=CONFIDENT)
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["model"] == "model_int8.tflite" and body["latency_ms"] > 0
     assert body["tags"], "the trained model should tag a validation image"
     for tag in body["tags"]:
-        assert tag["label"] in ("normal", "caries") and tag["score"] >= 0.5
+        assert tag["label"] in ("normal", "caries") and tag["score"] >= CONFIDENT
         assert 0 <= tag["box"]["xmin"] < tag["box"]["xmax"] and 0 <= tag["box"]["ymin"] < tag["box"]["ymax"]
     scores = [t["score"] for t in body["tags"]]
     assert scores == sorted(scores, reverse=True)
@@ -119,7 +119,7 @@ def test_a_larger_photo_is_tagged_in_its_own_pixels(server, jpeg, exported_model
     large.save(buffer, "JPEG", quality=75)
     assert len(buffer.getvalue()) < MAX_UPLOAD_MB * 2**20
     full = load_model(exported_model / "model_int8.tflite")(np.asarray(Image.open(buffer).convert("RGB")))
-    want = [f for f in full if f.score >= 0.5]
+    want = [f for f in full if f.score >= CONFIDENT]
     got = [
         {"label": t["label"], "score": t["score"], **t["box"]}
         for t in _tag(server, buffer.getvalue(), min_score=0.2).json()["tags"]

@@ -131,9 +131,12 @@ def test_the_best_checkpoint_is_kept_through_rotation_and_patience_stops(tiny_co
     assert kept["step"] == 2 and kept["AP"] == 0.30 and kept["best_metric"] == "AP"
     for step in (1, 2, 3, 4):  # the same reports odlite eval writes
         assert json.loads((model_dir / "eval" / f"step-{step}" / "metrics.json").read_text())["step"] == step
-    # A resumed run measures against the best kept before (0.28 < 0.30).
-    again = train(tiny_config, model_dir, num_steps=5, **options)
-    assert again.step == 5 and again.best_step == 2
+    # A resumed run goes on from the best kept before and from the patience already used: with the same
+    # patience it stops where it is; with one more it trains to the next evaluation (0.28 < 0.30) and stops.
+    again = train(tiny_config, model_dir, num_steps=10, **options)
+    assert again.stopped_early and (again.step, again.best_step) == (4, 2)
+    again = train(tiny_config, model_dir, num_steps=10, **{**options, "early_stop_patience": 3})
+    assert again.stopped_early and (again.step, again.best_step, again.best_value) == (5, 2, 0.30)
 
     said = []
     assert chosen_checkpoint(model_dir, say=said.append).endswith(f"{BEST_DIR}/ckpt-2")
@@ -167,3 +170,8 @@ def test_keeper_prefers_the_earlier_of_equal_scores(tmp_path):
     assert keeper.offer(paths[0], {**metrics, "step": 1})
     assert not keeper.offer(paths[1], {**metrics, "step": 2})
     assert keeper.best_step == 1 and keeper.since_improved == 1
+    for step in (1, 2):  # the evaluation reports a resumed keeper counts from
+        (model_dir / "eval" / f"step-{step}").mkdir(parents=True)
+        (model_dir / "eval" / f"step-{step}" / "metrics.json").write_text("{}")
+    assert BestKeeper(model_dir, "AP50/caries").since_improved == 1
+    assert BestKeeper(model_dir, "AP").since_improved == 0  # another metric starts afresh
