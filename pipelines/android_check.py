@@ -5,8 +5,8 @@ On the same validation images it must agree with odlite's own TFLite runner: the
 labels, boxes within 1% of the image size (at least 2 px: MediaPipe reports whole-pixel
 origins and sizes, so a right or bottom edge may sit up to 2 px short), scores within
 0.02, for every detection at or above ``min_score``. A box that overhangs the image is
-compared as MediaPipe reports it (``as_mediapipe_reports``). A model MediaPipe refuses (no metadata, wrong outputs)
-fails the check with MediaPipe's own message.
+compared as MediaPipe reports it (``as_mediapipe_reports``). A model MediaPipe refuses
+(no metadata, wrong outputs) fails the check with MediaPipe's own message.
 
 The images are decoded at full size here, unlike every inference path
 (``images.load_picture``): the check compares pixels with MediaPipe's own decoding of
