@@ -42,6 +42,16 @@ def resolve_config(config_path, folder: Path) -> Path:
     raise OdliteError.at(folder, f"no {CONFIG_NAME} here; pass --config")
 
 
+def checkpoint_report_folder(model_dir: Path, step: int | str) -> Path:
+    """Where a checkpoint's evaluation report goes: ``DIR/eval/step-N`` (odlite eval, training, browse)."""
+    return Path(model_dir) / "eval" / f"step-{step}"
+
+
+def export_report_folder(model: Path) -> Path:
+    """Where an exported model's evaluation report goes: ``EXPORT/eval/<model name>``."""
+    return model.parent / "eval" / model.stem
+
+
 def label_lines(labels: dict[int, str]) -> list[str]:
     """labelmap.txt: line i names class index i, which is label-map id i + 1 ("???" for unused ids)."""
     return [labels.get(i, "???") for i in range(1, max(labels) + 1)]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from pipelines.artifacts import CONFIG_NAME, checkpoint_step, latest_checkpoint
+from pipelines.artifacts import CONFIG_NAME, checkpoint_report_folder, checkpoint_step, latest_checkpoint
 from pipelines.atomic import atomic_folder
 from pipelines.errors import OdliteError
 
@@ -90,9 +90,9 @@ class BestKeeper:
 
     def _evaluations_after(self, step: int) -> int:
         """Evaluation reports (``DIR/eval/step-N/``, as training and odlite eval write them) after ``step``."""
-        reports = (self.model_dir / "eval").glob(f"step-*/{METRICS_FILE}")
-        steps = [report.parent.name.removeprefix("step-") for report in reports]
-        return sum(1 for found in steps if found.isdigit() and int(found) > step)
+        pattern = checkpoint_report_folder(self.model_dir, "*")
+        reports = pattern.parent.glob(f"{pattern.name}/{METRICS_FILE}")
+        return sum(1 for report in reports if checkpoint_step(report.parent.name) > step)
 
     def offer(self, checkpoint: str, metrics: dict) -> bool:
         """True when ``checkpoint`` is now the best (strictly better, so a tie keeps the earlier step)."""

@@ -23,7 +23,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.artifacts import EXPORT_REPORT, checkpoint_step, glob_inputs, resolve_config
+from pipelines.artifacts import (
+    EXPORT_REPORT,
+    checkpoint_report_folder,
+    checkpoint_step,
+    export_report_folder,
+    glob_inputs,
+    resolve_config,
+)
 from pipelines.draw import PALETTE
 from pipelines.error_analysis import KINDS, analyse_image, count_errors
 from pipelines.errors import OdliteError
@@ -68,20 +75,21 @@ def find_source(path: Path, config: Path | None = None, checkpoint: str | None =
         elif (path / "saved_model" / "saved_model.pb").exists():
             config = resolve_config(config, path)
             name = f"{path.name}/saved_model"
-            return Source(name, "saved_model", path / "saved_model", config, path / "eval" / "saved_model")
+            saved_model = path / "saved_model"
+            return Source(name, "saved_model", saved_model, config, export_report_folder(saved_model))
         else:
             raise OdliteError.at(path, "this export holds neither a .tflite nor a saved_model/")
     if path.suffix == ".tflite" and path.is_file():
         config = resolve_config(config, path.parent)
-        report = path.parent / "eval" / path.stem
-        return Source(f"{path.parent.name}/{path.name}", "tflite", path, config, report)
+        return Source(f"{path.parent.name}/{path.name}", "tflite", path, config, export_report_folder(path))
     if Path(f"{path}.index").exists():  # a checkpoint prefix: DIR/ckpt-400
         path, checkpoint = path.parent, str(path)
     if path.is_dir() and ((path / "checkpoint").exists() or (path / "best" / "checkpoint").exists()):
         chosen = chosen_checkpoint(path, checkpoint, say)
         step = checkpoint_step(chosen)
         config = resolve_config(config, path)
-        return Source(f"{path.name} step {step}", "checkpoint", path, config, path / "eval" / f"step-{step}", chosen)
+        report = checkpoint_report_folder(path, step)
+        return Source(f"{path.name} step {step}", "checkpoint", path, config, report, chosen)
     raise OdliteError.at(path, "not a model: expected a checkpoint folder, a .tflite or an export folder")
 
 
@@ -94,7 +102,12 @@ class EvalImages:
     jpegs: list[bytes]
 
     def key(self) -> list[tuple]:
-        return [(im["filename"], im["width"], im["height"]) for im in self.images]
+        return image_key(self.images)
+
+
+def image_key(images: list[dict]) -> list[tuple]:
+    """What says two evaluations saw the same images: each one's file name and size, in order."""
+    return [(im["filename"], im["width"], im["height"]) for im in images]
 
 
 def read_eval_images(config: Path) -> EvalImages:
@@ -122,7 +135,7 @@ def _cached(source: Source, images: EvalImages) -> tuple[dict | None, str]:
         return None, "the cached detections are older than the model"
     try:
         cached = json.loads(path.read_text())
-        key = [(im["filename"], im["width"], im["height"]) for im in cached["images"]]
+        key = image_key(cached["images"])
         missing = {"labels", "truth", "found"} - set(cached)
     except (ValueError, KeyError, TypeError) as error:
         return None, f"the cached detections are unreadable ({type(error).__name__}: {error})"

@@ -22,7 +22,15 @@ import tensorflow as tf
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from pipelines.artifacts import checkpoint_step, export_step, glob_inputs, latest_checkpoint, resolve_config
+from pipelines.artifacts import (
+    checkpoint_report_folder,
+    checkpoint_step,
+    export_report_folder,
+    export_step,
+    glob_inputs,
+    latest_checkpoint,
+    resolve_config,
+)
 from pipelines.console import progress_bar
 from pipelines.error_analysis import iou
 from pipelines.errors import OdliteError
@@ -296,7 +304,7 @@ def evaluate(
     spec = load_train_spec(resolve_config(config_path, model_dir))
     checkpoint = checkpoint or latest_checkpoint(model_dir)
     step = checkpoint_step(checkpoint)
-    out = Path(out) if out else model_dir / "eval" / f"step-{step}"
+    out = Path(out) if out else checkpoint_report_folder(model_dir, step)
     about = {"checkpoint": checkpoint, "step": step}
     detect = (detector or CheckpointDetector(spec)).load(checkpoint)
     metrics = score(detect, spec, out, about, min_score, samples, batch_size, progress)
@@ -323,7 +331,7 @@ def evaluate_export(
     model = Path(model)
     spec = load_train_spec(resolve_config(config_path, model.parent))
     detect, batch_size = _export_detector(model, spec)
-    out = Path(out) if out else model.parent / "eval" / model.stem
+    out = Path(out) if out else export_report_folder(model)
     about = {"model": str(model), "step": export_step(model.parent)}
     return score(detect, spec, out, about, min_score, samples, batch_size, progress)
 

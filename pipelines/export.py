@@ -41,6 +41,7 @@ from pipelines.artifacts import (
     EXPORT_REPORT,
     LABELS_FILE,
     checkpoint_step,
+    export_report_folder,
     glob_inputs,
     label_lines,
     resolve_config,
@@ -238,7 +239,7 @@ def _measure(spec: TrainSpec, checkpoint: str, folder: Path, out: Path, variants
         path = folder / VARIANTS[variant]
         progress(f"measuring {path.name}")
         about = {"model": str(out / path.name), "step": step}
-        metrics = score(TFLiteDetector(path), spec, folder / "eval" / path.stem, about, batch_size=1, progress=False)
+        metrics = score(TFLiteDetector(path), spec, export_report_folder(path), about, batch_size=1, progress=False)
         entry = {"file": path.name, "bytes": path.stat().st_size, "AP": metrics["AP"], "AP50": metrics["AP50"]}
         entry["per_class"] = metrics["per_class"]
         entry["latency_ms"] = _latency(path, 50, photo)
@@ -339,7 +340,7 @@ def _export_two_stage(spec: TrainSpec, config_path, checkpoint: str, out: Path, 
         saved = score(
             saved_model_detector(tmp / "saved_model"),
             spec,
-            tmp / "eval" / "saved_model",
+            export_report_folder(tmp / "saved_model"),
             {"model": str(out / "saved_model"), "step": step},
             progress=False,
         )
