@@ -30,11 +30,12 @@ FRCNN_DEMO_STEPS ?= 200
 FRCNN_DEMO_SIZE ?= 192
 
 .PHONY: help setup tools browser sample data inspect config train eval export-tflite export package detect serve \
-	browse sweep demo demo-frcnn sweep-backbones test lint format bench clean
+	browse sweep demo demo-frcnn sweep-backbones test test-fast lint format bench clean
 
 help:
 	@echo "make demo    - the whole pipeline on the embedded sample dataset"
 	@echo "make test    - lint + the test suite (installs Debian's chromium for the page tests: make browser)"
+	@echo "make test-fast - the tests that neither train nor export, for the inner loop"
 	@echo "make setup   - create $(VENV) and install odlite (quick when already done)"
 	@echo "make sample  - generate the sample dataset in $(SAMPLE)"
 	@echo "make data    - convert SRC=$(SRC) to TFRecords in DATA_DIR=$(DATA_DIR)"
@@ -158,9 +159,16 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Two pytest-xdist workers: much of the suite is Python-bound (building and tracing networks) and leaves
+# a core idle when run in one process. Each worker takes whole modules in tests/conftest.py's order.
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
+PYTEST    := $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 test: lint tools browser
-	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(PYTEST); rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+# The inner loop: every test that neither trains, exports nor walks many networks (about a minute).
+test-fast: setup tools browser
+	$(PYTEST) -m "not slow"; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 bench: setup
 	$(BIN)/python scripts/bench.py --out $(BENCH_OUT)

@@ -44,7 +44,7 @@ from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, m
 from pipelines.train_input import train_dataset
 
 INPUT_BATCHES = 12  # more than one epoch of the 16-image sample at batch 2: num_epochs shows
-SIZE = 128
+SIZE = 128  # the smallest input odlite's SSD takes
 
 # Fields that only make sense set together (the config's own cross-checks say so).
 LINKED = {
@@ -410,6 +410,7 @@ def walk(leaves: list[str], bases: dict[str, str], alternatives: dict) -> tuple[
     return outcome, ignored, moved_no_ops, reference
 
 
+@pytest.mark.slow
 def test_every_leaf_is_honoured_refused_or_a_listed_no_op(small_data, alternatives):
     bases = _bases(small_data)
     leaves = supported_leaves()

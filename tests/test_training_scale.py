@@ -26,6 +26,7 @@ def _weights(checkpoint: str) -> dict[str, np.ndarray]:
     return {n: reader.get_tensor(n) for n in names if "OBJECT_CONFIG" not in n}
 
 
+@pytest.mark.slow
 def test_several_steps_per_call_train_exactly_as_one(tiny_config, tmp_path):
     one = train(tiny_config, tmp_path / "one", num_steps=6, steps_per_loop=1, seed=0, progress=False)
     four = train(tiny_config, tmp_path / "four", num_steps=6, steps_per_loop=4, summary_every=3, seed=0, progress=False)
@@ -50,6 +51,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_workers_train_together_and_the_chief_alone_writes(tiny_config, tmp_path):
     model_dir = tmp_path / "m"
     cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
@@ -112,6 +114,7 @@ def test_early_stopping_needs_evaluations(tiny_config, tmp_path):
         train(tiny_config, tmp_path / "m", eval_every=2, best_metric="mAP", progress=False)
 
 
+@pytest.mark.slow
 def test_the_best_checkpoint_is_kept_through_rotation_and_patience_stops(tiny_config, tmp_path, monkeypatch):
     """Real evaluations of the sample, with the mAP they report replaced by a script, so which one is best
     does not hang on what a few steps from scratch happen to learn."""

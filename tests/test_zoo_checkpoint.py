@@ -249,6 +249,7 @@ def test_a_checkpoint_of_another_architecture_is_refused_by_name_and_shape(zoo_t
         restore(config_for(tmp_path, TOOTH_CONFIG, checkpoint, "detection"))
 
 
+@pytest.mark.slow
 def test_training_says_what_it_restored(zoo_checkpoint, tiny_config, tmp_path, capsys):
     from pipelines.train import train
 
