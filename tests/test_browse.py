@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import copy_model, patched_config
+from conftest import LEARNING_STEPS, copy_model, patched_config
 
 from pipelines.browse import Browser, prepare, read_eval_images, served_in_thread
 from pipelines.cli import main
@@ -182,13 +184,23 @@ def test_evaluates_once_then_starts_from_the_cache(tiny_model, tmp_path, monkeyp
     browser = prepare([model], say=said.append, progress=False)
     report = model / "eval" / "step-2"
     assert len(runs) == 1 and (report / DETECTIONS_FILE).exists(), said
-    assert len(browser.images.images) == 60 and browser.models[0].name == "model step 2"
+    assert len(browser.images.images) == 6 and browser.models[0].name == "model step 2"
     assert browser.models[0].metrics["step"] == 2
 
     again = prepare([model], say=said.append, progress=False)
     assert len(runs) == 1, "the second start evaluated again"
     assert f"detections from {report / DETECTIONS_FILE}" in said[-1]
-    assert again.analysis(0.5) == browser.analysis(0.5)
+    assert again.analysis(0.0) == browser.analysis(0.0)
+    # What the page shows is what an evaluation of its own finds, box for box.
+    real(None, model, out=tmp_path / "fresh", samples=0, progress=False)
+    fresh = json.loads((tmp_path / "fresh" / DETECTIONS_FILE).read_text())["found"]
+    shown = [d for image in browser.images.images for d in browser.models[0].found[image["id"]]]
+    assert len(shown) == len(fresh)
+
+    def rounded(found):  # the same checkpoint evaluated twice: the same numbers, in any order
+        return sorted((d["image_id"], d["label"], round(d["score"], 5), *np.round(d["box"], 2)) for d in found)
+
+    assert rounded(shown) == rounded(fresh)
 
     cached = json.loads((report / DETECTIONS_FILE).read_text())
     cached["images"] = cached["images"][1:]  # as if the validation split had changed since
@@ -223,9 +235,10 @@ def test_refuses_what_it_cannot_browse(tmp_path, capsys):
 def test_a_checkpoint_beside_its_int8_export(trained_model, exported_model, tmp_path, chromium):
     """The real pair: the checkpoint is evaluated on first use, the export's own evaluation is reused."""
     said = []
-    model = copy_model(trained_model, tmp_path / "model")  # browse writes the checkpoint's report into it
+    # Browse writes the checkpoint's report into it; without any report another test left there.
+    model = Path(shutil.copytree(trained_model, tmp_path / "model", ignore=shutil.ignore_patterns("eval")))
     browser = prepare([model, exported_model], say=said.append, progress=False)
-    assert any(line.startswith("model step 300: evaluating") for line in said), said
+    assert any(line.startswith(f"model step {LEARNING_STEPS}: evaluating") for line in said), said
     assert any("model_int8.tflite: detections from" in line for line in said), said
     with served_in_thread(browser) as url, opened(chromium, url) as page:
         assert page.locator(".card").first.locator(".panel").count() == 2

@@ -601,8 +601,9 @@ def test_batch_norm_decay_sets_both_batch_norms():
     config = load_pipeline_config(ZOO)
     changes = config.set("batch_norm_decay", "0.99")
     assert changes == [(f"{b}.decay", 0.997, 0.99) for b in BATCH_NORMS]
-    assert config.set("batch_norm_epsilon", "1e-3") == [(f"{b}.epsilon", 0.001, 0.001) for b in BATCH_NORMS]
-    assert parse_pipeline_config(config.to_text()).get(f"{BATCH_NORMS[1]}.decay") == 0.99
+    assert config.set("batch_norm_epsilon", "1e-4") == [(f"{b}.epsilon", 0.001, 0.0001) for b in BATCH_NORMS]
+    written = parse_pipeline_config(config.to_text())
+    assert [(written.get(f"{b}.decay"), written.get(f"{b}.epsilon")) for b in BATCH_NORMS] == [(0.99, 0.0001)] * 2
 
 
 def test_num_steps_moves_the_cosine_schedule_too():
