@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -235,8 +234,7 @@ def test_refuses_what_it_cannot_browse(tmp_path, capsys):
 def test_a_checkpoint_beside_its_int8_export(trained_model, exported_model, tmp_path, chromium):
     """The real pair: the checkpoint is evaluated on first use, the export's own evaluation is reused."""
     said = []
-    # Browse writes the checkpoint's report into it; without any report another test left there.
-    model = Path(shutil.copytree(trained_model, tmp_path / "model", ignore=shutil.ignore_patterns("eval")))
+    model = copy_model(trained_model, tmp_path / "model")  # browse writes the checkpoint's report into it
     browser = prepare([model, exported_model], say=said.append, progress=False)
     assert any(line.startswith(f"model step {LEARNING_STEPS}: evaluating") for line in said), said
     assert any("model_int8.tflite: detections from" in line for line in said), said
