@@ -228,9 +228,14 @@ class Behaviour:
         self.models: dict[str, tuple] = {}
         self.inputs: dict[str, tuple] = {}
         self.evals: dict[str, str] = {}
+        self.passes: dict[tuple, tuple] = {}
+
+    @staticmethod
+    def _model_key(spec) -> str:
+        return repr((spec.model, spec.use_bfloat16))
 
     def model(self, spec):
-        key = repr((spec.model, spec.use_bfloat16))
+        key = self._model_key(spec)
         if key not in self.models:
             tf_keras.utils.set_random_seed(0)
             with dtype_policy(dtype_policy_name(spec, False)):
@@ -238,23 +243,40 @@ class Behaviour:
             self.models[key] = (model, model.get_weights())
         return self.models[key]
 
-    def train_input(self, spec):
+    @staticmethod
+    def _input_key(spec) -> str:
         m = spec.model
         if m.kind == "faster_rcnn":
-            key = repr((m, spec.max_boxes, spec.augmentations, spec.train_paths, spec.shuffle, spec.num_epochs,
-                        spec.num_readers, spec.batch_size))  # fmt: skip
-        else:
-            key = repr(
-                (m.input_size, m.min_level, m.max_level, m.anchor_scale, m.aspect_ratios, m.scales_per_octave,
-                 m.box_coder_weights, m.num_classes, spec.matched_threshold, spec.unmatched_threshold,
-                 spec.max_boxes, spec.augmentations, spec.train_paths, spec.shuffle, spec.num_epochs,
-                 spec.num_readers, spec.batch_size)
-            )  # fmt: skip
+            return repr((m, spec.max_boxes, spec.augmentations, spec.train_paths, spec.shuffle, spec.num_epochs,
+                         spec.num_readers, spec.batch_size))  # fmt: skip
+        return repr(
+            (m.input_size, m.min_level, m.max_level, m.anchor_scale, m.aspect_ratios, m.scales_per_octave,
+             m.box_coder_weights, m.num_classes, spec.matched_threshold, spec.unmatched_threshold,
+             spec.max_boxes, spec.augmentations, spec.train_paths, spec.shuffle, spec.num_epochs,
+             spec.num_readers, spec.batch_size)
+        )  # fmt: skip
+
+    def train_input(self, spec):
+        key = self._input_key(spec)
         if key not in self.inputs:
             tf_keras.utils.set_random_seed(0)
             batches = list(train_dataset(spec, spec.batch_size, seed=0).take(INPUT_BATCHES))
             self.inputs[key] = (batches, _digest([b[0] for b in batches], [b[1] for b in batches]) + f"/{len(batches)}")
         return self.inputs[key]
+
+    def passes_of(self, spec) -> tuple:
+        """The network's training-mode pass on the first training batch (its outputs, the weights after it,
+        the regularization losses) and its inference pass. The same network on the same batch computes the
+        same, whatever else a leaf changes, so a leaf that changes only the losses or nothing reuses them."""
+        key = (self._model_key(spec), self._input_key(spec))
+        if key not in self.passes:
+            model, weights = self.model(spec)
+            model.set_weights(weights)
+            images = normalize_pixels(self.train_input(spec)[0][0][0])
+            outputs = model(images, training=True)
+            regularization = [tf.identity(loss) for loss in model.losses]
+            self.passes[key] = (outputs, model.get_weights(), regularization, model(images, training=False))
+        return self.passes[key]
 
     def eval_input(self, spec) -> str:
         size = pipeline_input_size(spec)
@@ -272,17 +294,10 @@ class Behaviour:
 
         def model_run():
             if "run" not in run:
-                model, weights = self.model(spec)
-                model.set_weights(weights)
-                images, labels = self.train_input(spec)[0][0]
-                outputs = model(normalize_pixels(images), training=True)
-                run["run"] = (
-                    weights,
-                    outputs,
-                    model.get_weights(),
-                    detection_losses(spec, outputs, labels, model.losses),
-                    model(normalize_pixels(images), training=False),
-                )
+                outputs, after, regularization, detections = self.passes_of(spec)
+                labels = self.train_input(spec)[0][0][1]
+                losses = detection_losses(spec, outputs, labels, regularization)
+                run["run"] = (outputs, after, losses, detections)
             return run["run"]
 
         def optimizer():
@@ -310,11 +325,11 @@ class Behaviour:
             "optimizer": optimizer,
             "evaluation input": lambda: self.eval_input(spec),
             "training input": lambda: self.train_input(spec)[1],
-            "initial weights": lambda: _digest(model_run()[0]),
-            "training-mode outputs": lambda: _digest(model_run()[1]["cls_outputs"], model_run()[1]["box_outputs"]),
-            "batch-norm statistics after a step": lambda: _digest(model_run()[2]),
-            "losses": lambda: _digest(*(model_run()[3][k] for k in sorted(model_run()[3]))),
-            "detections": lambda: _digest(*(model_run()[4][k] for k in sorted(model_run()[4]))),
+            "initial weights": lambda: _digest(self.model(spec)[1]),
+            "training-mode outputs": lambda: _digest(model_run()[0]["cls_outputs"], model_run()[0]["box_outputs"]),
+            "batch-norm statistics after a step": lambda: _digest(model_run()[1]),
+            "losses": lambda: _digest(*(model_run()[2][k] for k in sorted(model_run()[2]))),
+            "detections": lambda: _digest(*(model_run()[3][k] for k in sorted(model_run()[3]))),
         }
 
 
