@@ -26,8 +26,27 @@ def checkpoint_step(checkpoint: str) -> int:
     return int(name.rsplit("-", 1)[1]) if "-" in name and name.rsplit("-", 1)[1].isdigit() else 0
 
 
+def checkpoints(model_dir: Path) -> list[str]:
+    """The model directory's checkpoints whose files are there, oldest first.
+
+    ``tf.train.latest_checkpoint`` answers None when the newest one the ``checkpoint`` file names
+    was deleted (as a broken one is), and training would then start again silently instead of
+    resuming from the one before it.
+    """
+    state = tf.train.get_checkpoint_state(str(model_dir))
+    if state is None:
+        return []
+    named = list(dict.fromkeys([*state.all_model_checkpoint_paths, state.model_checkpoint_path]))
+    return [path for path in named if path and tf.io.gfile.exists(f"{path}.index")]
+
+
+def newest_checkpoint(model_dir: Path) -> str | None:
+    found = checkpoints(model_dir)
+    return found[-1] if found else None
+
+
 def latest_checkpoint(model_dir: Path) -> str:
-    checkpoint = tf.train.latest_checkpoint(str(model_dir))
+    checkpoint = newest_checkpoint(model_dir)
     if checkpoint is None:
         raise OdliteError.at(model_dir, "no checkpoint here (train first: odlite train)")
     return checkpoint
