@@ -13,6 +13,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from pipelines.atomic import matched
 from pipelines.errors import OdliteError
 
 CONFIG_NAME = "pipeline.config"
@@ -98,3 +99,14 @@ def glob_inputs(patterns: list[str], what: str) -> list[str]:
         shown = ", ".join(repr(p) for p in patterns)
         raise OdliteError(f"{what} input_path {shown} matches no files (convert the data first: odlite convert)")
     return files
+
+
+def config_inputs(spec) -> list[tuple[str, str]]:
+    """What a TrainSpec reads, as ``refuse_overlap`` takes it: the records, the label map and the
+    fine-tune checkpoint."""
+    return [
+        *matched("training data", spec.train_paths),
+        *matched("validation data", spec.eval_paths),
+        ("label map", spec.label_map_path),
+        ("fine_tune_checkpoint", spec.fine_tune_checkpoint),
+    ]

@@ -1,11 +1,13 @@
-"""Outputs appear whole or not at all: built beside their final place, then renamed into it."""
+"""Outputs appear whole or not at all, built beside their final place and renamed into it, and
+never in the place of an input."""
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -68,3 +70,39 @@ def atomic_folder(out: Path, overwrite: bool = True) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _real(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()  # symlinks followed: a link to the data is the data
+
+
+def matched(what: str, patterns: Iterable[str]) -> list[tuple[str, str]]:
+    """(what, file) for each local file the patterns (``data/train-*.tfrecord``) match, as inputs."""
+    return [(what, file) for pattern in patterns if "://" not in pattern for file in sorted(glob.glob(pattern))]
+
+
+def refuse_overlap(
+    out: str | Path, inputs: Iterable[tuple[str, str | Path | None]], may_hold_output: Iterable[str] = ()
+) -> None:
+    """Refuse, before anything is written, an output that is or holds one of the inputs, or lies
+    inside an input folder.
+
+    Replacing such an output (``--overwrite``, or a folder swapped in whole) deletes the input, and
+    an output inside a folder that is read as input is read back by the next run. ``inputs`` are
+    (what, path) pairs, None where absent; ``may_hold_output`` names the input folders an output
+    may lie inside (a model directory holds its eval/ reports).
+    """
+    target = _real(out)
+    nested_ok = set(may_hold_output)
+    for what, path in inputs:
+        if path is None or str(path) == "" or "://" in str(path):
+            continue
+        source = _real(path)
+        if target == source or target in source.parents:
+            relation = "is" if target == source else "holds"
+            reason = f"{relation} the {what} ({path}): writing or replacing the output could destroy it"
+        elif source in target.parents and source.is_dir() and what not in nested_ok:
+            reason = f"lies inside the {what} ({path}): the next run would read the output as input"
+        else:
+            continue
+        raise OdliteError.at(out, f"{reason}; choose a place apart from the inputs (nothing was written)")

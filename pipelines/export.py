@@ -41,12 +41,13 @@ from pipelines.artifacts import (
     EXPORT_REPORT,
     LABELS_FILE,
     checkpoint_step,
+    config_inputs,
     export_report_folder,
     glob_inputs,
     label_lines,
     resolve_config,
 )
-from pipelines.atomic import atomic_folder
+from pipelines.atomic import atomic_folder, refuse_overlap
 from pipelines.best_checkpoint import chosen_checkpoint
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
@@ -273,6 +274,8 @@ def export(
     config_path = resolve_config(config_path, model_dir)
     spec = load_train_spec(config_path)
     checkpoint = chosen_checkpoint(model_dir, checkpoint, say=progress)
+    read = [("model directory", model_dir), ("checkpoint", checkpoint), ("pipeline config", config_path)]
+    refuse_overlap(out, read + config_inputs(spec))
     if spec.model.kind == "faster_rcnn":
         if variants:
             raise OdliteError(

@@ -28,8 +28,8 @@ import tensorflow as tf
 import tf_keras
 from official.vision.losses import focal_loss, loss_utils
 
-from pipelines.artifacts import CONFIG_NAME, checkpoints
-from pipelines.atomic import write_text_atomically
+from pipelines.artifacts import CONFIG_NAME, checkpoints, config_inputs
+from pipelines.atomic import refuse_overlap, write_text_atomically
 from pipelines.best_checkpoint import BestKeeper, check_metric
 from pipelines.console import progress_bar
 from pipelines.distribute import agreed_code, drop_scratch, gpu_available, pick_strategy, read_cluster, save_folder
@@ -229,6 +229,7 @@ def train(
     spec = load_train_spec(config_path)
     check_paths_resolved(spec.config)
     model_dir = Path(model_dir)
+    refuse_overlap(model_dir, config_inputs(spec))  # the pipeline.config may live there: resuming reads it
     total_steps = int(num_steps or spec.num_steps)
     if mixed_precision and not gpu_available():
         raise OdliteError("--mixed-precision needs a GPU (float16 brings nothing on the CPU); leave it out")
