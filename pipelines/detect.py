@@ -173,6 +173,25 @@ def find_images(inputs: list[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def picture_names(images: list[Path]) -> list[str]:
+    """A distinct picture name per image, in order: its stem, or stem-2, stem-3, ... when taken.
+
+    Taken means by any earlier name, compared as case-insensitive filesystems compare them, so
+    a/p.jpg, b/p-2.jpg and c/p.png become p, p-2 and p-3. Named before decoding, so an image that
+    fails to decode does not shift the names of those after it.
+    """
+    taken: set[str] = set()
+    names = []
+    for path in images:
+        name, number = path.stem, 1
+        while name.casefold() in taken:
+            number += 1
+            name = f"{path.stem}-{number}"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
 @dataclass
 class DetectResult:
     out: Path
@@ -201,7 +220,7 @@ def detect(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result = DetectResult(out)
-    names: set[str] = set()
+    names = dict(zip(images, picture_names(images)))
     for path in progress_bar(iterable=images, unit="img", desc="detect", disable=not progress or len(images) < 2):
         try:
             image = model.read(path.read_bytes())
@@ -209,9 +228,7 @@ def detect(
             result.skipped.append(Problem(str(path), str(error)))
             continue
         found = [f for f in model(image) if f.score >= min_score and (not classes or f.label in classes)][:max_boxes]
-        name = path.stem if path.stem not in names else f"{path.stem}-{len(names)}"
-        names.add(name)
-        picture = out / f"{name}.png"
+        picture = out / f"{names[path]}.png"
         _draw(image, found, model.labels).save(picture)
         entry = {"image": str(path), "width": image.width, "height": image.height, "picture": picture.name}
         result.images.append({**entry, "detections": [asdict(f) for f in found]})
