@@ -26,6 +26,7 @@ camera pixels unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from pipelines.artifacts import (
     label_lines,
     resolve_config,
 )
-from pipelines.atomic import atomic_folder, refuse_overlap
+from pipelines.atomic import atomic_folder, refuse_overlap, tempfiles_in
 from pipelines.best_checkpoint import chosen_checkpoint
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
@@ -170,7 +171,8 @@ def _calibration_images(spec: TrainSpec, count: int):
     return generate
 
 
-def convert(module: DetectorModule, variant: str, calibration=None) -> bytes:
+def convert(module: DetectorModule, variant: str, calibration=None, scratch: Path | None = None) -> bytes:
+    """One TFLite variant; the converter's own temporary files go to ``scratch`` (default: the system's)."""
     converter = tf.lite.TFLiteConverter.from_concrete_functions([module.tflite_graph.get_concrete_function()], module)
     converter.allow_custom_ops = True  # TFLite_Detection_PostProcess is a custom op every runtime bundles
     if variant == "fp16":
@@ -182,7 +184,9 @@ def convert(module: DetectorModule, variant: str, calibration=None) -> bytes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.float32
-    return _outputs_in_contract_order(converter.convert())
+    with tempfiles_in(scratch) if scratch else contextlib.nullcontext():
+        model = converter.convert()
+    return _outputs_in_contract_order(model)
 
 
 def _outputs_in_contract_order(model: bytes) -> bytes:
@@ -301,7 +305,7 @@ def export(
         for variant in variants:
             progress(f"converting {VARIANTS[variant]} ({variant})")
             calibration = _calibration_images(spec, calibration_images) if variant == "int8" else None
-            model = convert(module, variant, calibration)
+            model = convert(module, variant, calibration, scratch=tmp / ".converter")  # gone with tmp if killed
             (tmp / VARIANTS[variant]).write_bytes(add_metadata(model, tmp / LABELS_FILE))
         report = {
             "checkpoint": checkpoint,
