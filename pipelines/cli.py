@@ -168,6 +168,7 @@ def cmd_export(args) -> int:
         tools_python=args.mediapipe_python,
         overwrite=args.overwrite,
         progress=progress,
+        verbose=args.verbose,
     )
     print(tabulate(report_table(result.report), headers=REPORT_HEADERS, tablefmt="github"))
     print(f"exported step {result.step} -> {result.out}  (report: {result.out / 'report.md'})")

@@ -50,6 +50,7 @@ from pipelines.artifacts import (
 )
 from pipelines.atomic import atomic_folder, refuse_overlap, tempfiles_in
 from pipelines.best_checkpoint import chosen_checkpoint
+from pipelines.console import native_stderr
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
 from pipelines.experiment import TrainSpec, load_train_spec, restored_network
@@ -171,8 +172,9 @@ def _calibration_images(spec: TrainSpec, count: int):
     return generate
 
 
-def convert(module: DetectorModule, variant: str, calibration=None, scratch: Path | None = None) -> bytes:
-    """One TFLite variant; the converter's own temporary files go to ``scratch`` (default: the system's)."""
+def convert(module, variant: str, calibration=None, scratch: Path | None = None, verbose: bool = False) -> bytes:
+    """One TFLite variant; the converter's own temporary files go to ``scratch`` (default: the system's),
+    its C++ log lines nowhere unless ``verbose`` (shown anyway if it fails)."""
     converter = tf.lite.TFLiteConverter.from_concrete_functions([module.tflite_graph.get_concrete_function()], module)
     converter.allow_custom_ops = True  # TFLite_Detection_PostProcess is a custom op every runtime bundles
     if variant == "fp16":
@@ -184,7 +186,7 @@ def convert(module: DetectorModule, variant: str, calibration=None, scratch: Pat
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.float32
-    with tempfiles_in(scratch) if scratch else contextlib.nullcontext():
+    with tempfiles_in(scratch) if scratch else contextlib.nullcontext(), native_stderr(shown=verbose):
         model = converter.convert()
     return _outputs_in_contract_order(model)
 
@@ -224,7 +226,9 @@ def first_validation_image(spec: TrainSpec) -> np.ndarray:
     return images.numpy()[0]
 
 
-def _measure(spec: TrainSpec, checkpoint: str, folder: Path, out: Path, variants, tools_python, progress) -> dict:
+def _measure(
+    spec: TrainSpec, checkpoint: str, folder: Path, out: Path, variants, tools_python, progress, verbose
+) -> dict:
     """Size, latency, COCO metrics (next to the checkpoint's) and the MediaPipe check of each variant."""
     from pipelines.android_check import check_with_mediapipe
     from pipelines.evaluate import checkpoint_detector, score
@@ -244,10 +248,11 @@ def _measure(spec: TrainSpec, checkpoint: str, folder: Path, out: Path, variants
         path = folder / VARIANTS[variant]
         progress(f"measuring {path.name}")
         about = {"model": str(out / path.name), "step": step}
-        metrics = score(TFLiteDetector(path), spec, export_report_folder(path), about, batch_size=1, progress=False)
+        with native_stderr(shown=verbose):  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" per interpreter
+            metrics = score(TFLiteDetector(path), spec, export_report_folder(path), about, batch_size=1, progress=False)
+            latency = _latency(path, 50, photo)
         entry = {"file": path.name, "bytes": path.stat().st_size, "AP": metrics["AP"], "AP50": metrics["AP50"]}
-        entry["per_class"] = metrics["per_class"]
-        entry["latency_ms"] = _latency(path, 50, photo)
+        entry.update(per_class=metrics["per_class"], latency_ms=latency)
         if tools_python:
             check = check_with_mediapipe(path, records, lines, tools_python=tools_python)
             entry["mediapipe"] = {"passed": check.passed, "images": check.images, "compared": check.compared}
@@ -266,11 +271,13 @@ def export(
     tools_python: str | Path | None = None,
     overwrite: bool = False,
     progress=print,
+    verbose: bool = False,
 ) -> ExportResult:
     """Write ``out/``: saved_model/, the TFLite variants with metadata, labelmap.txt, pipeline.config,
     export.json and report.md (sizes, latency, metrics next to the checkpoint's, the MediaPipe check).
 
-    ``variants``: the TFLite models (default: all three for SSD; none for Faster R-CNN, which has none)."""
+    ``variants``: the TFLite models (default: all three for SSD; none for Faster R-CNN, which has none).
+    ``verbose``: let the TFLite converter's C++ log lines through (odlite export --verbose)."""
     from pipelines.tflite_metadata import add_metadata
 
     model_dir, out = Path(model_dir), Path(out)
@@ -305,7 +312,7 @@ def export(
         for variant in variants:
             progress(f"converting {VARIANTS[variant]} ({variant})")
             calibration = _calibration_images(spec, calibration_images) if variant == "int8" else None
-            model = convert(module, variant, calibration, scratch=tmp / ".converter")  # gone with tmp if killed
+            model = convert(module, variant, calibration, tmp / ".converter", verbose)  # scratch goes with tmp
             (tmp / VARIANTS[variant]).write_bytes(add_metadata(model, tmp / LABELS_FILE))
         report = {
             "checkpoint": checkpoint,
@@ -320,7 +327,7 @@ def export(
                 "per_class": not spec.model.class_agnostic_nms,
             },
         }
-        report["variants"] = _measure(spec, checkpoint, tmp, out, variants, tools_python, progress)
+        report["variants"] = _measure(spec, checkpoint, tmp, out, variants, tools_python, progress, verbose)
         (tmp / EXPORT_REPORT).write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "report.md").write_text(report_markdown(report))
     return ExportResult(out, report["step"], report)
