@@ -152,7 +152,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from pipelines.export import REPORT_HEADERS, export, report_table
+    from pipelines.export import export
+    from pipelines.export_report import REPORT_HEADERS, report_table
 
     def progress(message):
         if not args.quiet:
