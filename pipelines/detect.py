@@ -210,13 +210,13 @@ def detect(
     checkpoint: str | None = None,
 ) -> DetectResult:
     """Detect on every image; write OUT/<name>.png per image and OUT/detections.json for all."""
-    images = find_images(inputs)
-    folders = [("images folder", item) for item in inputs if Path(item).is_dir()]
-    refuse_overlap(out, [("model", model_path), *folders, *(("image", image) for image in images)])
     model = load_model(model_path, checkpoint)
     unknown = sorted(set(classes or []) - set(model.labels))
     if unknown:
         raise OdliteError(f"unknown class(es) {', '.join(unknown)}; the model knows {', '.join(model.labels)}")
+    images = find_images(inputs)
+    folders = [("images folder", item) for item in inputs if Path(item).is_dir()]
+    refuse_overlap(out, [("model", model_path), *folders, *(("image", image) for image in images)])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result = DetectResult(out)

@@ -230,11 +230,17 @@ def test_images_found_elsewhere_are_inputs_too(tmp_path, capsys):
     assert not (tmp_path / "coco" / "records").exists()
 
 
-def test_detect_refuses_to_draw_over_its_images_before_loading_the_model(tmp_path, capsys):
+def test_detect_refuses_to_draw_over_its_images(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    import pipelines.detect as detect_module
+
     photos = tmp_path / "in" / "photos"
     write_images(photos)
     before = _tree(photos)
-    model = tmp_path / "no-model-needed.tflite"  # refused before the model is read
+    model = tmp_path / "m.tflite"
+    finds_nothing = detect_module.Model(model, ["caries"], lambda rgb: (np.zeros((0, 4)), [], [], 0), "tflite")
+    monkeypatch.setattr(detect_module, "load_model", lambda path, checkpoint=None: finds_nothing)
     assert main(["detect", "--model", str(model), str(photos), "--out", str(photos)]) == 1
     assert f"{photos}: is the images folder ({photos})" in capsys.readouterr().err
     pattern = str(photos / "*.jpg")
@@ -243,6 +249,7 @@ def test_detect_refuses_to_draw_over_its_images_before_loading_the_model(tmp_pat
     assert main(["detect", "--model", str(model), str(photos), "--out", str(photos / "boxes")]) == 1
     assert f"{photos / 'boxes'}: lies inside the images folder" in capsys.readouterr().err
     assert _tree(photos) == before and [p.name for p in photos.parent.iterdir()] == ["photos"]
+    assert main(["detect", "--model", str(model), str(photos), "--out", str(tmp_path / "out"), "--quiet"]) == 0
 
 
 def test_train_refuses_a_model_dir_holding_the_data(tiny_config, capsys):
