@@ -37,7 +37,8 @@ def checkpoints(model_dir: Path) -> list[str]:
     state = tf.train.get_checkpoint_state(str(model_dir))
     if state is None:
         return []
-    named = list(dict.fromkeys([*state.all_model_checkpoint_paths, state.model_checkpoint_path]))
+    latest = state.model_checkpoint_path  # last, as tf.train.latest_checkpoint takes it when its files are there
+    named = [*(path for path in state.all_model_checkpoint_paths if path != latest), latest]
     return [path for path in named if path and tf.io.gfile.exists(f"{path}.index")]
 
 
