@@ -13,6 +13,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from pipelines.atomic import matched
 from pipelines.errors import OdliteError
 
 CONFIG_NAME = "pipeline.config"
@@ -26,8 +27,28 @@ def checkpoint_step(checkpoint: str) -> int:
     return int(name.rsplit("-", 1)[1]) if "-" in name and name.rsplit("-", 1)[1].isdigit() else 0
 
 
+def checkpoints(model_dir: Path) -> list[str]:
+    """The model directory's checkpoints whose files are there, oldest first.
+
+    ``tf.train.latest_checkpoint`` answers None when the newest one the ``checkpoint`` file names
+    was deleted (as a broken one is), and training would then start again silently instead of
+    resuming from the one before it.
+    """
+    state = tf.train.get_checkpoint_state(str(model_dir))
+    if state is None:
+        return []
+    latest = state.model_checkpoint_path  # last, as tf.train.latest_checkpoint takes it when its files are there
+    named = [*(path for path in state.all_model_checkpoint_paths if path != latest), latest]
+    return [path for path in named if path and tf.io.gfile.exists(f"{path}.index")]
+
+
+def newest_checkpoint(model_dir: Path) -> str | None:
+    found = checkpoints(model_dir)
+    return found[-1] if found else None
+
+
 def latest_checkpoint(model_dir: Path) -> str:
-    checkpoint = tf.train.latest_checkpoint(str(model_dir))
+    checkpoint = newest_checkpoint(model_dir)
     if checkpoint is None:
         raise OdliteError.at(model_dir, "no checkpoint here (train first: odlite train)")
     return checkpoint
@@ -79,3 +100,14 @@ def glob_inputs(patterns: list[str], what: str) -> list[str]:
         shown = ", ".join(repr(p) for p in patterns)
         raise OdliteError(f"{what} input_path {shown} matches no files (convert the data first: odlite convert)")
     return files
+
+
+def config_inputs(spec) -> list[tuple[str, str]]:
+    """What a TrainSpec reads, as ``refuse_overlap`` takes it: the records, the label map and the
+    fine-tune checkpoint."""
+    return [
+        *matched("training data", spec.train_paths),
+        *matched("validation data", spec.eval_paths),
+        ("label map", spec.label_map_path),
+        ("fine_tune_checkpoint", spec.fine_tune_checkpoint),
+    ]

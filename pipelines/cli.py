@@ -152,7 +152,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from pipelines.export import REPORT_HEADERS, export, report_table
+    from pipelines.export import export
+    from pipelines.export_report import REPORT_HEADERS, report_table
 
     def progress(message):
         if not args.quiet:
@@ -168,6 +169,7 @@ def cmd_export(args) -> int:
         tools_python=args.mediapipe_python,
         overwrite=args.overwrite,
         progress=progress,
+        verbose=args.verbose,
     )
     print(tabulate(report_table(result.report), headers=REPORT_HEADERS, tablefmt="github"))
     print(f"exported step {result.step} -> {result.out}  (report: {result.out / 'report.md'})")

@@ -8,9 +8,11 @@ clipped box, a field written with its default) are printed by odlite and always 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import tempfile
 import warnings
 
 from tqdm import tqdm
@@ -42,6 +44,36 @@ def quiet_tensorflow(verbose: bool) -> None:
         absl_logging.set_verbosity(absl_logging.ERROR)
     except ImportError:  # absl comes with TensorFlow; without it there is nothing to quiet
         pass
+
+
+@contextlib.contextmanager
+def native_stderr(shown: bool):
+    """Unless ``shown``, hide what C++ code writes to file descriptor 2 during the block.
+
+    TensorFlow's C++ side (the TFLite converter's MLIR passes: "Ignored output_format",
+    "fully_quantize: 0, ...") writes straight to fd 2, past Python's logging and even
+    TF_CPP_MIN_LOG_LEVEL=3, so fd 2 itself is pointed at a temporary file for the block and put
+    back after. Should the block fail, what was caught is written out, since it may say why.
+    """
+    if shown:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            caught.seek(0)
+            sys.stderr.write(caught.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def progress_bar(**kwargs) -> tqdm:

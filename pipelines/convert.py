@@ -25,7 +25,7 @@ import tensorflow as tf
 from natsort import natsort_keygen
 
 from pipelines.annotations import Box, Dataset, Entry, read_dataset
-from pipelines.atomic import atomic_folder
+from pipelines.atomic import atomic_folder, refuse_overlap
 from pipelines.console import progress_bar
 from pipelines.errors import OdliteError, Problem
 from pipelines.images import ImageProblem, read_and_prepare
@@ -214,9 +214,12 @@ def convert(
         raise OdliteError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if num_shards is not None and num_shards < 1:
         raise OdliteError(f"--num-shards must be at least 1, got {num_shards}")
+    refuse_overlap(out, [("source data", src), ("images folder", images), ("label map", label_map_path)])
     if out.exists() and not overwrite:
         raise OdliteError.at(out, "already exists; pass --overwrite to replace it")
     dataset = read_dataset(src, images, label_attribute)
+    folders = sorted({Path(e.image).parent for e in dataset.entries if e.image is not None})
+    refuse_overlap(out, [("images folder", folder) for folder in folders])  # images found elsewhere
     try:
         label_map = resolve_label_map(dataset, label_map_path)
     except OdliteError as exc:  # often a symptom: show the broken files too

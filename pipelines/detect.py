@@ -19,7 +19,7 @@ from natsort import natsorted
 from PIL import Image
 
 from pipelines.artifacts import CONFIG_NAME, LABELS_FILE, checkpoint_step, label_lines, resolve_config
-from pipelines.atomic import write_text_atomically
+from pipelines.atomic import refuse_overlap, write_text_atomically
 from pipelines.best_checkpoint import chosen_checkpoint
 from pipelines.console import progress_bar
 from pipelines.draw import draw_on
@@ -173,6 +173,25 @@ def find_images(inputs: list[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def picture_names(images: list[Path]) -> list[str]:
+    """A distinct picture name per image, in order: its stem, or stem-2, stem-3, ... when taken.
+
+    Taken means by any earlier name, compared as case-insensitive filesystems compare them, so
+    a/p.jpg, b/p-2.jpg and c/p.png become p, p-2 and p-3. Named before decoding, so an image that
+    fails to decode does not shift the names of those after it.
+    """
+    taken: set[str] = set()
+    names = []
+    for path in images:
+        name, number = path.stem, 1
+        while name.casefold() in taken:
+            number += 1
+            name = f"{path.stem}-{number}"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
 @dataclass
 class DetectResult:
     out: Path
@@ -196,10 +215,12 @@ def detect(
     if unknown:
         raise OdliteError(f"unknown class(es) {', '.join(unknown)}; the model knows {', '.join(model.labels)}")
     images = find_images(inputs)
+    folders = [("images folder", item) for item in inputs if Path(item).is_dir()]
+    refuse_overlap(out, [("model", model_path), *folders, *(("image", image) for image in images)])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result = DetectResult(out)
-    names: set[str] = set()
+    names = dict(zip(images, picture_names(images)))
     for path in progress_bar(iterable=images, unit="img", desc="detect", disable=not progress or len(images) < 2):
         try:
             image = model.read(path.read_bytes())
@@ -207,9 +228,7 @@ def detect(
             result.skipped.append(Problem(str(path), str(error)))
             continue
         found = [f for f in model(image) if f.score >= min_score and (not classes or f.label in classes)][:max_boxes]
-        name = path.stem if path.stem not in names else f"{path.stem}-{len(names)}"
-        names.add(name)
-        picture = out / f"{name}.png"
+        picture = out / f"{names[path]}.png"
         _draw(image, found, model.labels).save(picture)
         entry = {"image": str(path), "width": image.width, "height": image.height, "picture": picture.name}
         result.images.append({**entry, "detections": [asdict(f) for f in found]})

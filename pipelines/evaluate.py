@@ -25,12 +25,14 @@ from pycocotools.cocoeval import COCOeval
 from pipelines.artifacts import (
     checkpoint_report_folder,
     checkpoint_step,
+    config_inputs,
     export_report_folder,
     export_step,
     glob_inputs,
     latest_checkpoint,
     resolve_config,
 )
+from pipelines.atomic import refuse_overlap
 from pipelines.console import progress_bar
 from pipelines.error_analysis import iou
 from pipelines.errors import OdliteError
@@ -301,9 +303,13 @@ def evaluate(
     """Evaluate one checkpoint (default: the latest) and write the report; returns the metrics.
     ``detector``: a network of this config to reuse (training's evaluations pass theirs)."""
     model_dir = Path(model_dir)
-    spec = load_train_spec(resolve_config(config_path, model_dir))
+    config_path = resolve_config(config_path, model_dir)
+    spec = load_train_spec(config_path)
     checkpoint = checkpoint or latest_checkpoint(model_dir)
     step = checkpoint_step(checkpoint)
+    if out:  # the report folder is replaced whole: never by an input (the default is MODEL_DIR/eval/step-N)
+        read = [("model directory", model_dir), ("checkpoint", checkpoint), ("pipeline config", config_path)]
+        refuse_overlap(out, read + config_inputs(spec), may_hold_output=["model directory"])
     out = Path(out) if out else checkpoint_report_folder(model_dir, step)
     about = {"checkpoint": checkpoint, "step": step}
     detect = (detector or CheckpointDetector(spec)).load(checkpoint)
@@ -329,7 +335,10 @@ def evaluate_export(
     """Evaluate an exported model, a .tflite or the SavedModel folder (``EXPORT/saved_model``), on the same
     records with the same metrics as a checkpoint; the report goes to ``EXPORT/eval/<name>`` by default."""
     model = Path(model)
-    spec = load_train_spec(resolve_config(config_path, model.parent))
+    config_path = resolve_config(config_path, model.parent)
+    spec = load_train_spec(config_path)
+    if out:
+        refuse_overlap(out, [("model", model), ("pipeline config", config_path), *config_inputs(spec)])
     detect, batch_size = _export_detector(model, spec)
     out = Path(out) if out else export_report_folder(model)
     about = {"model": str(model), "step": export_step(model.parent)}

@@ -26,6 +26,7 @@ camera pixels unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -41,16 +42,19 @@ from pipelines.artifacts import (
     EXPORT_REPORT,
     LABELS_FILE,
     checkpoint_step,
+    config_inputs,
     export_report_folder,
     glob_inputs,
     label_lines,
     resolve_config,
 )
-from pipelines.atomic import atomic_folder
+from pipelines.atomic import atomic_folder, refuse_overlap, tempfiles_in
 from pipelines.best_checkpoint import chosen_checkpoint
+from pipelines.console import native_stderr
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
 from pipelines.experiment import TrainSpec, load_train_spec, restored_network
+from pipelines.export_report import report_markdown
 from pipelines.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.label_map import read_label_map
 from pipelines.model import ModelSpec, normalize_pixels
@@ -169,7 +173,9 @@ def _calibration_images(spec: TrainSpec, count: int):
     return generate
 
 
-def convert(module: DetectorModule, variant: str, calibration=None) -> bytes:
+def convert(module, variant: str, calibration=None, scratch: Path | None = None, verbose: bool = False) -> bytes:
+    """One TFLite variant; the converter's own temporary files go to ``scratch`` (default: the system's),
+    its C++ log lines nowhere unless ``verbose`` (shown anyway if it fails)."""
     converter = tf.lite.TFLiteConverter.from_concrete_functions([module.tflite_graph.get_concrete_function()], module)
     converter.allow_custom_ops = True  # TFLite_Detection_PostProcess is a custom op every runtime bundles
     if variant == "fp16":
@@ -181,7 +187,9 @@ def convert(module: DetectorModule, variant: str, calibration=None) -> bytes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.float32
-    return _outputs_in_contract_order(converter.convert())
+    with tempfiles_in(scratch) if scratch else contextlib.nullcontext(), native_stderr(shown=verbose):
+        model = converter.convert()
+    return _outputs_in_contract_order(model)
 
 
 def _outputs_in_contract_order(model: bytes) -> bytes:
@@ -219,7 +227,9 @@ def first_validation_image(spec: TrainSpec) -> np.ndarray:
     return images.numpy()[0]
 
 
-def _measure(spec: TrainSpec, checkpoint: str, folder: Path, out: Path, variants, tools_python, progress) -> dict:
+def _measure(
+    spec: TrainSpec, checkpoint: str, folder: Path, out: Path, variants, tools_python, progress, verbose
+) -> dict:
     """Size, latency, COCO metrics (next to the checkpoint's) and the MediaPipe check of each variant."""
     from pipelines.android_check import check_with_mediapipe
     from pipelines.evaluate import checkpoint_detector, score
@@ -239,10 +249,11 @@ def _measure(spec: TrainSpec, checkpoint: str, folder: Path, out: Path, variants
         path = folder / VARIANTS[variant]
         progress(f"measuring {path.name}")
         about = {"model": str(out / path.name), "step": step}
-        metrics = score(TFLiteDetector(path), spec, export_report_folder(path), about, batch_size=1, progress=False)
+        with native_stderr(shown=verbose):  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" per interpreter
+            metrics = score(TFLiteDetector(path), spec, export_report_folder(path), about, batch_size=1, progress=False)
+            latency = _latency(path, 50, photo)
         entry = {"file": path.name, "bytes": path.stat().st_size, "AP": metrics["AP"], "AP50": metrics["AP50"]}
-        entry["per_class"] = metrics["per_class"]
-        entry["latency_ms"] = _latency(path, 50, photo)
+        entry.update(per_class=metrics["per_class"], latency_ms=latency)
         if tools_python:
             check = check_with_mediapipe(path, records, lines, tools_python=tools_python)
             entry["mediapipe"] = {"passed": check.passed, "images": check.images, "compared": check.compared}
@@ -261,11 +272,13 @@ def export(
     tools_python: str | Path | None = None,
     overwrite: bool = False,
     progress=print,
+    verbose: bool = False,
 ) -> ExportResult:
     """Write ``out/``: saved_model/, the TFLite variants with metadata, labelmap.txt, pipeline.config,
     export.json and report.md (sizes, latency, metrics next to the checkpoint's, the MediaPipe check).
 
-    ``variants``: the TFLite models (default: all three for SSD; none for Faster R-CNN, which has none)."""
+    ``variants``: the TFLite models (default: all three for SSD; none for Faster R-CNN, which has none).
+    ``verbose``: let the TFLite converter's C++ log lines through (odlite export --verbose)."""
     from pipelines.tflite_metadata import add_metadata
 
     model_dir, out = Path(model_dir), Path(out)
@@ -273,6 +286,8 @@ def export(
     config_path = resolve_config(config_path, model_dir)
     spec = load_train_spec(config_path)
     checkpoint = chosen_checkpoint(model_dir, checkpoint, say=progress)
+    read = [("model directory", model_dir), ("checkpoint", checkpoint), ("pipeline config", config_path)]
+    refuse_overlap(out, read + config_inputs(spec))
     if spec.model.kind == "faster_rcnn":
         if variants:
             raise OdliteError(
@@ -298,7 +313,7 @@ def export(
         for variant in variants:
             progress(f"converting {VARIANTS[variant]} ({variant})")
             calibration = _calibration_images(spec, calibration_images) if variant == "int8" else None
-            model = convert(module, variant, calibration)
+            model = convert(module, variant, calibration, tmp / ".converter", verbose)  # scratch goes with tmp
             (tmp / VARIANTS[variant]).write_bytes(add_metadata(model, tmp / LABELS_FILE))
         report = {
             "checkpoint": checkpoint,
@@ -313,7 +328,7 @@ def export(
                 "per_class": not spec.model.class_agnostic_nms,
             },
         }
-        report["variants"] = _measure(spec, checkpoint, tmp, out, variants, tools_python, progress)
+        report["variants"] = _measure(spec, checkpoint, tmp, out, variants, tools_python, progress, verbose)
         (tmp / EXPORT_REPORT).write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "report.md").write_text(report_markdown(report))
     return ExportResult(out, report["step"], report)
@@ -372,61 +387,3 @@ def _export_two_stage(spec: TrainSpec, config_path, checkpoint: str, out: Path, 
             "`detection_scores`, `num_detections` out. TFLite and the Android package are for the SSD.\n"
         )
     return ExportResult(out, step, report)
-
-
-def report_table(report: dict) -> list[list]:
-    reference = report["variants"]["checkpoint"]
-    rows = [["checkpoint", "", f"{reference['AP']:.3f}", f"{reference['AP50']:.3f}", "", "", ""]]
-    for variant, entry in report["variants"].items():
-        if variant == "checkpoint":
-            continue
-        check = entry.get("mediapipe")
-        checked = "not run" if check is None else ("pass" if check["passed"] else "FAIL")
-        latency = entry.get("latency_ms")  # TFLite models only
-        rows.append(
-            [
-                entry["file"],
-                f"{entry['bytes'] / 1e6:.1f} MB" if "bytes" in entry else "",
-                f"{entry['AP']:.3f} ({100 * (entry['AP'] - reference['AP']):+.1f})",
-                f"{entry['AP50']:.3f}",
-                f"{latency['1_threads']:.1f}" if latency else "",
-                f"{latency['2_threads']:.1f}" if latency else "",
-                checked if latency else "",
-            ]
-        )
-    return rows
-
-
-REPORT_HEADERS = [
-    "model",
-    "size",
-    "mAP@0.5:0.95 (points vs ckpt)",
-    "mAP@0.5",
-    "ms 1 thread",
-    "ms 2 threads",
-    "MediaPipe",
-]
-
-
-def report_markdown(report: dict) -> str:
-    from tabulate import tabulate
-
-    nms = report["nms"]
-    lines = [
-        f"# Export of step {report['step']}",
-        "",
-        f"Checkpoint `{report['checkpoint']}`; input {report['input_size']}x{report['input_size']} RGB, 0-255.",
-        f"Labels (class index 0, 1, ...): {', '.join(report['labels'])}.",
-        f"NMS (checkpoint and TFLite alike): {'per class' if nms['per_class'] else 'class-agnostic'}, "
-        f"IoU {nms['iou_threshold']}, score >= {nms['score_threshold']}, at most {nms['max_detections']} boxes.",
-        "",
-        tabulate(report_table(report), headers=REPORT_HEADERS, tablefmt="github"),
-        "",
-        "mAP by pycocotools on the validation records named in pipeline.config. Latency: median of 50 "
-        "LiteRT invokes after warm-up on the first validation image, on this machine. MediaPipe: Tasks "
-        "ObjectDetector on validation images agrees with odlite's runner (same labels, boxes within 1% of "
-        "the image, scores within 0.02).",
-        f"The int8 model was calibrated on {report['calibration_images']} training images.",
-        "Per-variant evaluation reports: `eval/<model>/report.md`.",
-    ]
-    return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from pipelines.artifacts import EXPORT_REPORT, LABELS_FILE
-from pipelines.atomic import atomic_file
+from pipelines.atomic import atomic_file, refuse_overlap
 from pipelines.errors import OdliteError
 
 PACKED = ("model.tflite", "model_fp16.tflite", "model_int8.tflite", LABELS_FILE, "report.md", EXPORT_REPORT)
@@ -106,6 +106,7 @@ def package(export_dir: str | Path, out: str | Path | None = None) -> Path:
             export_dir, "a Faster R-CNN export (a SavedModel for servers); the Android package is for SSD"
         )
     out = Path(out) if out else export_dir.with_name(export_dir.name + ".tar.gz")
+    refuse_overlap(out, [("export folder", export_dir)])  # an archive inside would pack itself, or replace a model
     with tempfile.TemporaryDirectory() as folder, atomic_file(out) as staged:
         guide = Path(folder) / "ANDROID.md"
         guide.write_text(android_guide(report))

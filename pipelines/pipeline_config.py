@@ -104,6 +104,7 @@ _INT_RANGES = {
     "int64": (-(2**63), 2**63 - 1),
     "uint64": (0, 2**64 - 1),
 }
+_FLOAT32_MAX = 3.4028234663852886e38  # a float field holds float32: beyond this it reads as inf
 _TRUE, _FALSE = ("true", "True", "t", "1"), ("false", "False", "f", "0")
 _SEGMENT = re.compile(r"(\w+)(?:\[(\d+)\])?")
 
@@ -146,9 +147,13 @@ def convert(spec: FieldSpec, scalar: Scalar):
         raise BadValue(f"expects true or false, got {raw}")
     if kind in ("float", "double"):
         if scalar.kind == "number":
-            return float(_integer(raw)) if "x" in raw.lower() else float(raw.rstrip("fF"))
+            try:
+                value = float(_integer(raw)) if "x" in raw.lower() else float(raw.rstrip("fF"))
+            except OverflowError:  # a hex integer past a double's range
+                value = math.inf
+            return _finite(kind, value, raw)
         if scalar.kind == "ident" and raw.lower().lstrip("-") in ("inf", "infinity", "nan"):
-            return float(raw.lower().replace("infinity", "inf"))
+            return _finite(kind, float(raw.lower().replace("infinity", "inf")), raw)
         raise BadValue(f"expects a number, got {raw}")
     if scalar.kind == "number" and re.fullmatch(r"-?(0[xX][0-9a-fA-F]+|\d+)", raw):
         value = _integer(raw)
@@ -157,6 +162,16 @@ def convert(spec: FieldSpec, scalar: Scalar):
             raise BadValue(f"{value} is out of range for {kind}")
         return value
     raise BadValue(f"expects an integer, got {raw}")
+
+
+def _finite(kind: str, value: float, raw: str) -> float:
+    """Every float field is refused NaN and infinity here, once: a comparison with NaN is false,
+    so no range check catches it, and one NaN setting can turn every weight NaN."""
+    if not math.isfinite(value):
+        raise BadValue(f"must be a finite number, got {raw}")
+    if kind == "float" and abs(value) > _FLOAT32_MAX:
+        raise BadValue(f"must be a finite number, got {raw}, which is infinite as a 32-bit float")
+    return value
 
 
 def _integer(raw: str) -> int:

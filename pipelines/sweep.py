@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.atomic import write_text_atomically
+from pipelines.atomic import refuse_overlap, write_text_atomically
 from pipelines.errors import OdliteError
 from pipelines.pipeline_config import patch_config
 
@@ -125,11 +125,15 @@ def sweep(
     eval_every: int = 0,
     early_stop_patience: int = 0,
 ) -> SweepResult:
+    from pipelines.artifacts import config_inputs
     from pipelines.best_checkpoint import best_metrics
     from pipelines.evaluate import evaluate
+    from pipelines.experiment import load_train_spec
     from pipelines.train import train
 
     grid, out = read_grid(grid_path), Path(out)
+    read = [("base config", base_config), ("grid", grid_path)]
+    refuse_overlap(out, read + config_inputs(load_train_spec(base_config)))
     points = grid.points()
     out.mkdir(parents=True, exist_ok=True)
     # Check every point's config before training any, so a typo fails in seconds, not hours.

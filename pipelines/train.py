@@ -28,14 +28,15 @@ import tensorflow as tf
 import tf_keras
 from official.vision.losses import focal_loss, loss_utils
 
-from pipelines.artifacts import CONFIG_NAME
-from pipelines.atomic import write_text_atomically
+from pipelines.artifacts import CONFIG_NAME, checkpoints, config_inputs
+from pipelines.atomic import refuse_overlap, write_text_atomically
 from pipelines.best_checkpoint import BestKeeper, check_metric
 from pipelines.console import progress_bar
 from pipelines.distribute import agreed_code, drop_scratch, gpu_available, pick_strategy, read_cluster, save_folder
 from pipelines.errors import OdliteError
 from pipelines.experiment import LearningRate, TrainSpec, build_network, load_train_spec
 from pipelines.faster_rcnn import FASTER_RCNN_LOSSES, training_losses
+from pipelines.finite_weights import check_before_saving, check_restored
 from pipelines.label_map import read_label_map
 from pipelines.model import normalize_pixels
 from pipelines.pipeline_config import check_paths_resolved
@@ -228,6 +229,7 @@ def train(
     spec = load_train_spec(config_path)
     check_paths_resolved(spec.config)
     model_dir = Path(model_dir)
+    refuse_overlap(model_dir, config_inputs(spec))  # the pipeline.config may live there: resuming reads it
     total_steps = int(num_steps or spec.num_steps)
     if mixed_precision and not gpu_available():
         raise OdliteError("--mixed-precision needs a GPU (float16 brings nothing on the CPU); leave it out")
@@ -254,12 +256,14 @@ def train(
         optimizer.build(model.trainable_variables)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     # Every worker restores the chief's latest checkpoint (the model directory is on shared storage).
-    restore_from = tf.train.latest_checkpoint(str(model_dir))
+    on_disk = checkpoints(model_dir)
+    restore_from = on_disk[-1] if on_disk else None
     folder = save_folder(model_dir, cluster)
     drop_scratch(folder, cluster)  # a killed run's leftovers
     manager = tf.train.CheckpointManager(checkpoint, str(folder), max_to_keep=keep_checkpoints)
     if restore_from:
         checkpoint.restore(restore_from).assert_existing_objects_matched()
+        check_restored(checkpoint, restore_from, on_disk[-2] if len(on_disk) > 1 else None)
         print(f"resuming from {restore_from} (step {int(optimizer.iterations.numpy())})")
     else:
         print(warm_start(model, spec, from_scratch))
@@ -310,6 +314,7 @@ def train(
         return ran, losses
 
     def save(at: int) -> str:
+        check_before_saving(checkpoint, at, model_dir)
         saved = manager.save(checkpoint_number=at)  # every worker saves: the variables are read collectively
         drop_scratch(folder, cluster)
         return str(model_dir / Path(saved).name)

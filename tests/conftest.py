@@ -205,6 +205,27 @@ def record_boxes(example: dict) -> list[tuple]:
     return [(label, *c) for label, c in zip(labels, coords)]
 
 
+def supported_leaves(types: tuple[str, ...] = ()) -> list[str]:
+    """Every scalar field odlite accepts (of ``types`` only, when given), by dotted path; a repeated
+    block's index is ``[*]``."""
+    from pipelines.pipeline_schema import MESSAGES, ROOT, SUPPORTED
+
+    leaves = []
+
+    def walk(type_name: str, path: str) -> None:
+        for name in SUPPORTED[type_name]:
+            field = MESSAGES[type_name].fields[name]
+            step = f"{path}.{name}" if path else name
+            if field.kind != "message":
+                if not types or field.type in types:
+                    leaves.append(step)
+            else:
+                walk(field.type, f"{step}[*]" if field.repeated else step)
+
+    walk(ROOT, "")
+    return leaves
+
+
 def built_once(tmp_path_factory, name: str, build) -> Path:
     """The run's folder ``name``, shared by the session's processes (pytest-xdist's workers): the first to
     ask calls ``build(folder)``; the others wait for it to finish and reuse what it built."""

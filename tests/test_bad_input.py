@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import ITEMS, LABEL_MAP, jpeg_bytes, records, write_coco, write_seed
+from conftest import ITEMS, LABEL_MAP, copy_model, jpeg_bytes, records, write_coco, write_images, write_seed
 
 from pipelines.cli import main
 
@@ -179,3 +180,106 @@ def test_missing_source_and_bad_options(tmp_path, capsys):
     write_seed(tmp_path / "src", items=ITEMS[:1])
     assert main(["convert", str(tmp_path / "src"), "--out", str(tmp_path / "o"), "--val-fraction", "1.5"]) == 1
     assert "--val-fraction must be in [0, 1)" in capsys.readouterr().err
+
+
+# --- an output never takes the place of an input -----------------------------------------------------
+
+
+def _tree(folder):
+    """Every file under ``folder`` with its bytes: to show an input is left byte for byte."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_convert_into_its_own_source_is_refused_and_the_source_kept(dataset, tmp_path, capsys):
+    before = _tree(dataset)
+    assert _convert(dataset, dataset, "--overwrite") == 1
+    err = capsys.readouterr().err
+    assert (
+        f"odlite convert: error: {dataset}: is the source data ({dataset}): writing or replacing the output "
+        "could destroy it; choose a place apart from the inputs (nothing was written)"
+    ) in err
+    assert _tree(dataset) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["src"]
+
+
+@pytest.mark.parametrize(
+    "out, relation",
+    [
+        ("src/records", "lies inside the source data"),  # the next convert of src would read the records
+        (".", "holds the source data"),  # replacing it would delete src
+        ("link", "is the source data"),  # a symlink to the source is the source
+        ("labels", "holds the label map"),
+    ],
+)
+def test_convert_output_overlapping_an_input_is_refused(dataset, tmp_path, capsys, out, relation):
+    (tmp_path / "link").symlink_to(dataset)
+    (tmp_path / "labels").mkdir()
+    label_map = tmp_path / "labels" / "map.pbtxt"
+    label_map.write_bytes(LABEL_MAP.read_bytes())
+    before = _tree(tmp_path)
+    target = tmp_path / out
+    assert main(["convert", str(dataset), "--out", str(target), "--label-map", str(label_map), "--overwrite"]) == 1
+    assert f"{target}: {relation}" in capsys.readouterr().err
+    assert _tree(tmp_path) == before and not (dataset / "records").exists()
+
+
+def test_images_found_elsewhere_are_inputs_too(tmp_path, capsys):
+    src = write_coco(tmp_path / "coco" / "instances.json")  # its images beside it, in coco/
+    assert main(["convert", str(src), "--out", str(tmp_path / "coco" / "records"), "--quiet"]) == 1
+    assert f"lies inside the images folder ({src.parent})" in capsys.readouterr().err
+    assert not (tmp_path / "coco" / "records").exists()
+
+
+def test_detect_refuses_to_draw_over_its_images(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    import pipelines.detect as detect_module
+
+    photos = tmp_path / "in" / "photos"
+    write_images(photos)
+    before = _tree(photos)
+    model = tmp_path / "m.tflite"
+    finds_nothing = detect_module.Model(model, ["caries"], lambda rgb: (np.zeros((0, 4)), [], [], 0), "tflite")
+    monkeypatch.setattr(detect_module, "load_model", lambda path, checkpoint=None: finds_nothing)
+    assert main(["detect", "--model", str(model), str(photos), "--out", str(photos)]) == 1
+    assert f"{photos}: is the images folder ({photos})" in capsys.readouterr().err
+    pattern = str(photos / "*.jpg")
+    assert main(["detect", "--model", str(model), pattern, "--out", str(photos.parent)]) == 1
+    assert f"{photos.parent}: holds the image ({photos / 'a.jpg'})" in capsys.readouterr().err
+    assert main(["detect", "--model", str(model), str(photos), "--out", str(photos / "boxes")]) == 1
+    assert f"{photos / 'boxes'}: lies inside the images folder" in capsys.readouterr().err
+    assert _tree(photos) == before and [p.name for p in photos.parent.iterdir()] == ["photos"]
+    assert main(["detect", "--model", str(model), str(photos), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+
+
+def test_train_refuses_a_model_dir_holding_the_data(tiny_config, capsys):
+    from pipelines.experiment import load_train_spec
+
+    data = Path(load_train_spec(tiny_config).train_paths[0]).parent
+    before = _tree(data)
+    for model_dir in (data, data.parent):
+        assert main(["train", "--config", str(tiny_config), "--model-dir", str(model_dir), "--quiet"]) == 1
+        assert f"{model_dir}: holds the training data ({data}/train-" in capsys.readouterr().err
+    assert _tree(data) == before
+
+
+def test_eval_refuses_to_replace_the_model_dir_or_the_data(tiny_model, tiny_config, tmp_path, capsys):
+    from pipelines.experiment import load_train_spec
+
+    model_dir = copy_model(tiny_model, tmp_path / "m")
+    data = Path(load_train_spec(tiny_config).eval_paths[0]).parent
+    before = _tree(model_dir), _tree(data)
+    assert main(["eval", "--model-dir", str(model_dir), "--out", str(model_dir), "--quiet"]) == 1
+    assert f"{model_dir}: is the model directory ({model_dir})" in capsys.readouterr().err
+    assert main(["eval", "--model-dir", str(model_dir), "--out", str(data), "--quiet"]) == 1
+    assert f"{data}: holds the training data" in capsys.readouterr().err
+    assert (_tree(model_dir), _tree(data)) == before
+
+
+def test_package_refuses_an_archive_inside_the_export(tmp_path, capsys):
+    export_dir = tmp_path / "tooth"
+    export_dir.mkdir()
+    (export_dir / "export.json").write_text("{}")
+    assert main(["package", str(export_dir), "--out", str(export_dir / "tooth.tar.gz")]) == 1
+    assert "lies inside the export folder" in capsys.readouterr().err
+    assert [p.name for p in export_dir.iterdir()] == ["export.json"]

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
-from conftest import FASTER_RCNN_CONFIG, LABEL_MAP, TOOTH_CONFIG, in_two_processes
+from conftest import FASTER_RCNN_CONFIG, LABEL_MAP, TOOTH_CONFIG, in_two_processes, supported_leaves
 
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset, pipeline_input_size
@@ -39,7 +39,7 @@ from pipelines.export import tflite_post_processing
 from pipelines.label_map import read_label_map
 from pipelines.model import build_model, normalize_pixels
 from pipelines.pipeline_config import PipelineConfig, parse_pipeline_config
-from pipelines.pipeline_schema import ENUMS, MESSAGES, NO_OPS, ROOT, SUPPORTED, message_spec
+from pipelines.pipeline_schema import ENUMS, NO_OPS, ROOT, message_spec
 from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, make_optimizer
 from pipelines.train_input import train_dataset
 
@@ -163,23 +163,6 @@ def _faster_rcnn_bases(data: Path) -> dict[str, str]:
         # (the shipped config: scaling, truncated, scaling; so each block meets each kind)
         "faster_rcnn fixed shape": text.replace(keep, fixed),
     }
-
-
-def supported_leaves() -> list[str]:
-    """Every scalar field odlite accepts, by dotted path; a repeated block's index is ``[*]``."""
-    leaves = []
-
-    def walk(type_name: str, path: str) -> None:
-        for name in SUPPORTED[type_name]:
-            field = MESSAGES[type_name].fields[name]
-            step = f"{path}.{name}" if path else name
-            if field.kind != "message":
-                leaves.append(step)
-            else:
-                walk(field.type, f"{step}[*]" if field.repeated else step)
-
-    walk(ROOT, "")
-    return leaves
 
 
 def _field(path: str):

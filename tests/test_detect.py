@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import CONFIDENT, assert_same_detections
+from conftest import CONFIDENT, assert_same_detections, jpeg_bytes
 from PIL import Image
 
-from pipelines.detect import detect, find_images, load_model
+from pipelines.detect import Model, detect, find_images, load_model, picture_names
 from pipelines.errors import OdliteError
 from pipelines.resize import resize_to_input
 
@@ -161,3 +161,26 @@ def test_a_large_photo_is_decoded_small_and_answered_in_its_own_pixels(exported_
     full = _strong(model(np.asarray(Image.open(tmp_path / "large.jpg").convert("RGB"))))
     assert full, "nothing detected"
     assert_same_detections(full, entry["detections"], large.width)
+
+
+def test_pictures_of_images_with_the_same_name_never_overwrite_each_other(tmp_path, monkeypatch):
+    """a/p.jpg, b/p-2.jpg and c/p.png once drew two pictures to p-2.png; the JSON names each one's own."""
+    import pipelines.detect as detect_module
+
+    widths = {"a/p.jpg": 40, "b/p-2.jpg": 50, "c/p.png": 60}
+    for name, width in widths.items():
+        (tmp_path / name).parent.mkdir()
+        (tmp_path / name).write_bytes(jpeg_bytes(width, 30, fmt="PNG" if name.endswith(".png") else "JPEG"))
+    nothing = Model(tmp_path / "m.tflite", ["normal", "caries"], lambda rgb: (np.zeros((0, 4)), [], [], 0), "tflite")
+    monkeypatch.setattr(detect_module, "load_model", lambda path, checkpoint=None: nothing)
+    inputs = [str(tmp_path / name) for name in widths]
+    detect(tmp_path / "m.tflite", inputs, tmp_path / "out", progress=False)
+    summary = json.loads((tmp_path / "out" / "detections.json").read_text())
+    pictures = {Path(entry["image"]).relative_to(tmp_path).as_posix(): entry["picture"] for entry in summary["images"]}
+    assert pictures == {"a/p.jpg": "p.png", "b/p-2.jpg": "p-2.png", "c/p.png": "p-3.png"}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["detections.json", "p-2.png", "p-3.png", "p.png"]
+    for image, picture in pictures.items():
+        with Image.open(tmp_path / "out" / picture) as drawn:
+            assert drawn.width == widths[image]  # each picture is of its own image
+    again = picture_names([Path("x/P.jpg"), Path("y/p.jpg"), Path("z/p-2.png"), Path("w/p.gif")])
+    assert again == ["P", "p-2", "p-2-2", "p-3"]  # case-insensitive filesystems would merge P.png and p.png

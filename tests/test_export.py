@@ -208,3 +208,55 @@ def test_a_failed_export_leaves_nothing_and_an_existing_one_is_kept(trained_mode
 def test_label_file_lines_follow_label_map_ids():
     assert label_lines({1: "normal", 2: "caries"}) == ["normal", "caries"]
     assert label_lines({1: "a", 3: "c"}) == ["a", "???", "c"]
+
+
+class _Matmul(tf.Module):
+    """A graph small enough to convert in a second or two, with export's converter settings."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable(tf.ones([3, 2]))
+        self.tflite_graph = tf.function(lambda x: {"y": tf.matmul(x, self.w)}, [tf.TensorSpec([1, 3], tf.float32)])
+
+
+def test_the_converter_is_quiet_unless_verbose_and_keeps_its_temporary_files_in_the_export(
+    tmp_path, monkeypatch, capfd
+):
+    """TensorFlow's C++ side writes its log lines to fd 2 directly: export hides them unless --verbose."""
+    import tempfile
+
+    import pipelines.export as export_module
+
+    monkeypatch.setattr(export_module, "_outputs_in_contract_order", lambda model: model)  # no post-processing op
+    made = []
+    mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(mkdtemp(*a, **k)) or made[-1])
+
+    def calibration():
+        for _ in range(3):
+            yield [np.random.default_rng(0).uniform(size=(1, 3)).astype(np.float32)]
+
+    scratch = tmp_path / "export.tmp" / ".converter"
+    module = _Matmul()
+    capfd.readouterr()  # TensorFlow's start-up lines, outside the conversion
+    assert export_module.convert(module, "int8", calibration, scratch)[4:8] == b"TFL3"
+    quiet = capfd.readouterr()
+    assert quiet.err == "" and quiet.out == ""
+    assert made and all(path.startswith(f"{scratch}/") for path in made)  # the converter's SavedModel
+    assert not scratch.exists()
+    export_module.convert(module, "int8", calibration, verbose=True)
+    assert "fully_quantize" in capfd.readouterr().err  # the line --verbose lets through
+
+
+def test_what_the_native_side_said_is_shown_when_it_fails(capfd):
+    import os
+
+    from pipelines.console import native_stderr
+
+    with pytest.raises(RuntimeError, match="conversion failed"), native_stderr(shown=False):
+        os.write(2, b"error: op Foo is not supported\n")
+        raise RuntimeError("conversion failed")
+    assert "error: op Foo is not supported" in capfd.readouterr().err
+    with native_stderr(shown=False):
+        os.write(2, b"noise\n")
+    assert capfd.readouterr().err == ""

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import FASTER_RCNN_CONFIG, supported_leaves
 
 from pipelines import textproto
 from pipelines.errors import OdliteError
@@ -706,6 +707,69 @@ def test_unknown_setting_did_you_mean():
         config.set("momentum_optimizer_value", "0.8")
     with pytest.raises(OdliteError, match="did you mean 'learning_rate_base'"):
         config.set("learning_rate_bse", "0.1")
+
+
+# --- non-finite numbers -------------------------------------------------------------------------
+
+FLOAT_LEAVES = supported_leaves(("float", "double"))
+FRCNN_TEXT = FASTER_RCNN_CONFIG.read_text(encoding="utf-8")
+
+
+def _with_value(text: str, leaf: str, raw: str) -> str:
+    """``text`` with the field at ``leaf`` written as ``raw``: its blocks made where missing (the first
+    of a repeated block's), an earlier value replaced."""
+    root = textproto.parse(text)
+    node = root
+    *blocks, name = leaf.replace("[*]", "").split(".")
+    for block in blocks:
+        found = node.first(block)
+        if found is None:
+            found = textproto.Field(block, message=textproto.Message())
+            node.fields.append(found)
+        node = found.message
+    node.fields = [f for f in node.fields if f.name != name]
+    node.fields.append(textproto.Field(name, scalars=[textproto.Scalar("ident", raw)]))
+    return textproto.to_text(root)
+
+
+@pytest.mark.parametrize("leaf", FLOAT_LEAVES)
+def test_every_float_field_refuses_nan_and_infinity_with_its_line(leaf):
+    base = FRCNN_TEXT if leaf.startswith("model.faster_rcnn.") else ZOO_TEXT
+    name = leaf.rsplit(".", 1)[1]
+    for raw in ("nan", "inf", "-inf"):
+        text = _with_value(base, leaf, raw)
+        line = text.splitlines().index(next(x for x in text.splitlines() if x.strip() == f"{name}: {raw}")) + 1
+        expected = f"{SRC}:{line}: {leaf.replace('[*]', '[0]')}: must be a finite number, got {raw}"
+        assert expected in problems(text)
+
+
+def test_float_overflow_is_infinity_too():
+    text = zoo(("iou_threshold: 0.6", "iou_threshold: 1e39"))
+    assert problems(text) == [
+        f"{SRC}:{line_of(text, '1e39')}: {NMS}.iou_threshold: must be a finite number, got 1e39, "
+        "which is infinite as a 32-bit float"
+    ]
+
+
+@pytest.mark.parametrize("setting", ["learning_rate_base=nan", "batch_norm_decay=inf", "aspect_ratios=1.0,NaN"])
+def test_set_refuses_nan_and_infinity(setting, tmp_path):
+    out = tmp_path / "out.config"
+    with pytest.raises(OdliteError, match=r"must be a finite number, got -?(nan|inf|NaN)") as caught:
+        patch_config(ZOO, out, [setting])
+    assert str(caught.value).startswith(setting)
+    assert not out.exists()
+
+
+def test_config_verb_refuses_a_nan_in_the_file(tmp_path, capsys):
+    from pipelines.cli import main
+
+    base = tmp_path / "base.config"
+    base.write_text(zoo(("decay: 0.997", "decay: nan")))
+    assert main(["config", str(base), "--out", str(tmp_path / "out.config")]) == 1
+    line = line_of(base.read_text(), "decay: nan")
+    path = f"{BATCH_NORMS[0]}.decay"
+    assert f"{base}:{line}: {path}: must be a finite number, got nan" in capsys.readouterr().err
+    assert not (tmp_path / "out.config").exists()
 
 
 # --- patch_config and the CLI verb ----------------------------------------------------------------

@@ -261,6 +261,65 @@ def test_checkpoints_resume_and_warm_start_from_odlite(tiny_config, tiny_model, 
     assert "initialised backbone, FPN from" in capsys.readouterr().out
 
 
+def test_diverged_weights_are_never_saved(tiny_config, tmp_path, monkeypatch):
+    """A learning rate that blows the weights up on the first step: no checkpoint of them is written."""
+    import pipelines.train as train_module
+
+    monkeypatch.setattr(
+        train_module, "make_optimizer", lambda spec: tf_keras.optimizers.SGD(float("inf"), momentum=spec.momentum)
+    )
+    model_dir = tmp_path / "m"
+    with pytest.raises(OdliteError) as caught:
+        train(tiny_config, model_dir, num_steps=2, checkpoint_every=1, progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"{model_dir}: at step 1, ") and "hold NaN or infinity; no checkpoint written" in message
+    assert "Likely cause: the weights diverged: lower the learning rate" in message
+    assert not list(model_dir.glob("ckpt-*")) and not (model_dir / "checkpoint").exists()
+
+
+def test_batch_norm_statistics_alone_point_at_the_batch_norm_settings():
+    from pipelines.finite_weights import likely_cause, nonfinite_variables
+
+    weights = tf.Variable([1.0, 2.0], name="conv/kernel")
+    mean = tf.Variable([0.0, np.nan], name="bn/moving_mean", trainable=False)
+    variance = tf.Variable([np.inf, 1.0], name="bn/moving_variance", trainable=False)
+    steps = tf.Variable(3, dtype=tf.int64, name="iteration")
+    assert nonfinite_variables([weights, mean, variance, steps]) == [mean, variance]
+    assert "check batch_norm decay and epsilon" in likely_cause([mean, variance])
+    weights.assign([np.nan, 0.0])
+    assert "lower the learning rate" in likely_cause(nonfinite_variables([weights, mean]))
+
+
+def test_resuming_from_a_checkpoint_holding_nan_is_refused(tiny_config, tiny_model, tmp_path, capsys):
+    from pipelines.experiment import build_network
+    from pipelines.train import make_optimizer
+
+    model_dir = copy_model(tiny_model, tmp_path / "m")  # checkpoints 1 and 2
+    spec = load_train_spec(tiny_config)
+    model = build_network(spec.model)
+    optimizer = make_optimizer(spec)
+    optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    checkpoint.restore(str(model_dir / "ckpt-2")).assert_existing_objects_matched()
+    kernel = model.trainable_variables[0]
+    kernel.assign(tf.fill(kernel.shape, np.nan))
+    checkpoint.write(str(model_dir / "ckpt-2"))
+
+    with pytest.raises(OdliteError) as caught:
+        train(tiny_config, model_dir, num_steps=3, progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"{model_dir / 'ckpt-2'}: 1 of ") and "hold NaN or infinity: cannot resume" in message
+    assert "Delete ckpt-2.index and ckpt-2.data-* to resume from ckpt-1" in message
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-2")  # nothing changed
+
+    for part in model_dir.glob("ckpt-2.*"):  # as the message says
+        part.unlink()
+    capsys.readouterr()
+    resumed = train(tiny_config, model_dir, num_steps=3, progress=False)
+    assert f"resuming from {model_dir / 'ckpt-1'} (step 1)" in capsys.readouterr().out
+    assert resumed.step == 3 and tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-3")
+
+
 @pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_a_rerun_resumes(tiny_config, tmp_path):
     def interrupt(step, losses):
