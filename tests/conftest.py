@@ -94,6 +94,21 @@ def jpeg_bytes(width: int, height: int, seed: int = 0, mode: str = "RGB", exif=N
     return buffer.getvalue()
 
 
+def png16(width: int, height: int) -> bytes:
+    """A black 16-bit greyscale PNG, written by hand: zlib shrinks its rows of zeros to almost nothing (8000 x
+    8000, 64 megapixels and 128 MB decoded, is 125 KB), the shape of a decompression bomb."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    squeeze, rows = zlib.compressobj(9), b"\0" * (2 * width + 1) * 256  # a filter byte and the row, 256 at a time
+    data = b"".join(squeeze.compress(rows[: len(rows) * min(256, height - y) // 256]) for y in range(0, height, 256))
+    header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)  # 16 bits, greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data + squeeze.flush()) + chunk(b"IEND", b"")
+
+
 def write_images(folder: Path, items=ITEMS) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i, item in enumerate(items):
