@@ -28,6 +28,8 @@ FRCNN_CONFIG ?= configs/faster_rcnn_resnet50_fpn_640.config
 FRCNN_DIR ?= models/tooth-frcnn
 FRCNN_DEMO_STEPS ?= 200
 FRCNN_DEMO_SIZE ?= 192
+MAX_MEGAPIXELS ?=
+PIXELS     = $(if $(MAX_MEGAPIXELS),--max-megapixels $(MAX_MEGAPIXELS))
 
 .PHONY: help setup tools browser sample data inspect config train eval export-tflite export package detect serve \
 	browse sweep demo demo-frcnn sweep-backbones test test-fast lint format bench clean
@@ -56,6 +58,7 @@ help:
 	@echo "make demo-frcnn - Faster R-CNN ResNet-50 FPN on the sample: train, eval, SavedModel, detect"
 	@echo "make sweep-backbones - ResNet-50 vs ResNet-101 and two input sizes, one factor at a time"
 	@echo "make bench   - benchmarks, written to $(BENCH_OUT)"
+	@echo "MAX_MEGAPIXELS=N - data, inspect, eval, detect and serve refuse images larger than N megapixels (default 50)"
 
 # Re-installs only when pyproject.toml changes. tflite-support (the TFLite metadata writer) goes in
 # without its dependencies: its last release pins protobuf < 4, which TensorFlow cannot share (README).
@@ -81,10 +84,10 @@ $(SAMPLE)/.complete:
 	@touch $@
 
 data: setup $(if $(filter $(SAMPLE),$(SRC)),sample)
-	$(ODLITE) convert $(SRC) --out $(DATA_DIR) --label-map $(LABEL_MAP) --seed $(SEED) --overwrite
+	$(ODLITE) convert $(SRC) --out $(DATA_DIR) --label-map $(LABEL_MAP) --seed $(SEED) --overwrite $(PIXELS)
 
 inspect: setup
-	$(ODLITE) inspect $(DATA_DIR)
+	$(ODLITE) inspect $(DATA_DIR) $(PIXELS)
 
 NEW_CONFIG ?= $(MODEL_DIR).config
 config: setup
@@ -96,7 +99,7 @@ train: setup
 	$(ODLITE) train --config $(CONFIG) --model-dir $(MODEL_DIR) $(if $(STEPS),--num-steps $(STEPS)) $(TRAIN_OPTIONS)
 
 eval: setup
-	$(ODLITE) eval --model-dir $(MODEL_DIR) $(if $(filter $(origin CONFIG),command line),--config $(CONFIG))
+	$(ODLITE) eval --model-dir $(MODEL_DIR) $(if $(filter $(origin CONFIG),command line),--config $(CONFIG)) $(PIXELS)
 
 export-tflite: setup tools
 	$(ODLITE) export --model-dir $(MODEL_DIR) --out $(EXPORT_DIR) --overwrite --mediapipe-python $(TOOLS)/bin/python
@@ -108,7 +111,7 @@ package: setup
 	$(ODLITE) package $(EXPORT_DIR)
 
 detect: setup
-	$(ODLITE) detect --model $(or $(MODEL),$(EXPORT_DIR)/model_int8.tflite) $(IMAGES) --out $(DETECT_OUT) $(if $(CLASSES),--classes $(CLASSES))
+	$(ODLITE) detect --model $(or $(MODEL),$(EXPORT_DIR)/model_int8.tflite) $(IMAGES) --out $(DETECT_OUT) $(if $(CLASSES),--classes $(CLASSES)) $(PIXELS)
 
 serve: setup
 	$(ODLITE) serve $(if $(MODEL),--model $(MODEL)) --port $(PORT)

@@ -61,7 +61,9 @@ class PreparedImage:
 
 
 def megapixels(pixels: int) -> str:
-    return f"{pixels / 1e6:.1f}".removesuffix(".0")
+    """``pixels`` in megapixels as a person writes them: 88.4, 64, 0.0048."""
+    value = pixels / 1e6
+    return f"{value:.1f}".removesuffix(".0") if value >= 1 else f"{value:.2g}"
 
 
 def check_budget(width: int, height: int, max_pixels: int) -> None:

@@ -367,6 +367,32 @@ def exported_model(trained_model, tmp_path_factory) -> Path:
     return built_once(tmp_path_factory, "exported", build) / "tooth"
 
 
+STUB_INPUT = 64
+
+
+@pytest.fixture(scope="session")
+def stub_tflite(tmp_path_factory) -> Path:
+    """A .tflite with an odlite detector's input and four outputs that finds one 'caries' box scored by the
+    picture's brightness, and its labelmap.txt: for the tests of what happens around a model (serving,
+    refusing input), built in a second instead of the minutes of training and exporting one."""
+
+    def build(folder: Path) -> None:
+        import tensorflow as tf
+
+        @tf.function(input_signature=[tf.TensorSpec([1, STUB_INPUT, STUB_INPUT, 3], tf.float32)])
+        def detector(images):
+            score = tf.reshape(tf.reduce_mean(images) / 255.0, [1, 1])
+            box = tf.constant([[[0.25, 0.25, 0.75, 0.75]]])
+            return box, tf.ones([1, 1]), score, tf.ones([1])  # class index 1: 'caries'
+
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([detector.get_concrete_function()], detector)
+        folder.mkdir()
+        (folder / "model.tflite").write_bytes(converter.convert())
+        (folder / "labelmap.txt").write_text("normal\ncaries\n")
+
+    return built_once(tmp_path_factory, "stub-tflite", build) / "model.tflite"
+
+
 @contextlib.contextmanager
 def running_server(model: Path, *options: str, wait: float = 180):
     """``odlite serve --model MODEL OPTIONS`` on a free loopback port, up and answering /health; its URL."""

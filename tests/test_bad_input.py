@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ITEMS, LABEL_MAP, jpeg_bytes, records, write_coco, write_seed
+from conftest import ITEMS, LABEL_MAP, jpeg_bytes, png16, records, write_coco, write_seed
 
 from pipelines.cli import main
 
@@ -66,6 +66,11 @@ CASES = {
     "empty-image": (lambda r: (r / "img_train" / "b.jpg").write_bytes(b""), "img_train/b.jpg", "empty file"),
     "unknown-label": (lambda r: _label(r, "molar"), "json_train/b.json", "known labels: normal, caries"),
     "wrong-shape": (lambda r: _set_region(r, name="point"), "json_train/b.json", "'point' is not supported"),
+    "too-many-pixels": (  # a 125 KB PNG that decodes to 128 MB, refused from its header
+        lambda r: (r / "img_train" / "b.jpg").write_bytes(png16(8000, 8000)),
+        "img_train/b.jpg",
+        "image too large: 8000x8000 is 64 megapixels, over the limit of 50 (--max-megapixels)",
+    ),
 }
 
 
@@ -179,3 +184,14 @@ def test_missing_source_and_bad_options(tmp_path, capsys):
     write_seed(tmp_path / "src", items=ITEMS[:1])
     assert main(["convert", str(tmp_path / "src"), "--out", str(tmp_path / "o"), "--val-fraction", "1.5"]) == 1
     assert "--val-fraction must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_max_megapixels_moves_the_limit(dataset, tmp_path, capsys):
+    # b is 80x60, 4800 pixels; the other images are smaller
+    assert _convert(dataset, tmp_path / "out", "--max-megapixels", "0.0045") == 1
+    assert (
+        "img_train/b.jpg: image too large: 80x60 is 0.0048 megapixels, over the limit of 0.0045"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists()
+    assert _convert(dataset, tmp_path / "out", "--max-megapixels", "0.0048") == 0

@@ -161,3 +161,27 @@ def test_a_large_photo_is_decoded_small_and_answered_in_its_own_pixels(exported_
     full = _strong(model(np.asarray(Image.open(tmp_path / "large.jpg").convert("RGB"))))
     assert full, "nothing detected"
     assert_same_detections(full, entry["detections"], large.width)
+
+
+def test_an_image_past_the_pixel_budget_is_refused_and_named(stub_tflite, tmp_path, capsys):
+    """Refused from its header (a 125 KB PNG of 64 megapixels): named with its size and the limit, exit 1 when
+    nothing else was read, no picture of it; --max-megapixels moves the limit."""
+    from conftest import jpeg_bytes, png16
+
+    from pipelines.cli import main
+
+    (tmp_path / "bomb.png").write_bytes(png16(8000, 8000))
+    (tmp_path / "photo.jpg").write_bytes(jpeg_bytes(300, 200))
+    out = tmp_path / "out"
+    command = ["detect", "--quiet", "--model", str(stub_tflite), "--out", str(out)]
+    assert main([*command, str(tmp_path / "bomb.png")]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'bomb.png'}: image too large: 8000x8000 is 64 megapixels, over the limit of 50" in err
+    assert sorted(p.name for p in out.iterdir()) == ["detections.json"]  # no picture, no temporary file
+    skipped = json.loads((out / "detections.json").read_text())["skipped"]
+    assert [s["image"] for s in skipped] == [str(tmp_path / "bomb.png")] and "64 megapixels" in skipped[0]["reason"]
+
+    assert main([*command, "--max-megapixels", "0.05", str(tmp_path / "photo.jpg")]) == 1
+    assert "300x200 is 0.06 megapixels, over the limit of 0.05" in capsys.readouterr().err
+    assert main([*command, str(tmp_path / "photo.jpg")]) == 0
+    assert (out / "photo.png").exists()

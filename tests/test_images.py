@@ -169,8 +169,8 @@ def test_the_pixel_budget_is_checked_on_the_header_before_any_pixel_is_decoded(f
 
     monkeypatch.setattr(Image.Image, "load", decode)
     monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
-    for read in (lambda: load_picture(data, lambda w, h: (32, 32), 59_999), lambda: prepare_image(data, 59_999)):
-        with pytest.raises(ImageTooLarge, match=r"300x200 is 0\.1 megapixels, over the limit of 0\.1"):
+    for read in (lambda: load_picture(data, lambda w, h: (32, 32), 50_000), lambda: prepare_image(data, 50_000)):
+        with pytest.raises(ImageTooLarge, match=r"300x200 is 0\.06 megapixels, over the limit of 0\.05"):
             read()
 
 
