@@ -98,9 +98,13 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return image.point(lambda v: v * (255 / peak) + 0.5).convert("L")
 
 
+def _transparent(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
 def _flat_rgb(image: Image.Image) -> Image.Image:
     """RGB, transparent pixels composited on white (pasted through the alpha: one RGB copy, no RGBA ones)."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if _transparent(image):
         rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         flat = Image.new("RGB", rgba.size, (255, 255, 255))
         flat.paste(rgba, mask=rgba.getchannel("A"))
@@ -110,14 +114,14 @@ def _flat_rgb(image: Image.Image) -> Image.Image:
 
 def _upright_rgb(image: Image.Image, orientation: int, factor: int = 1) -> Image.Image:
     """The decoded image as 8-bit RGB, reduced ``factor`` times (a box filter, as libjpeg's scaling is)
-    and turned as a viewer shows it; the reduction comes as early as the mode allows."""
+    and turned as a viewer shows it; reduced first, so that the copies after it are small."""
     if image.mode.startswith("I"):
         image = _eight_bit(image)
-    if factor > 1 and image.mode in ("L", "RGB"):
-        image, factor = image.reduce(factor), 1
-    image = _flat_rgb(image)
     if factor > 1:
+        if image.mode not in ("L", "LA", "RGB", "RGBA"):  # the modes reduce() takes (LA, RGBA premultiplied)
+            image = image.convert("RGBA" if _transparent(image) else "RGB")
         image = image.reduce(factor)
+    image = _flat_rgb(image)
     return image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
 
 
