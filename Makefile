@@ -29,6 +29,7 @@ FRCNN_DIR ?= models/tooth-frcnn
 FRCNN_DEMO_STEPS ?= 200
 FRCNN_DEMO_SIZE ?= 192
 MAX_MEGAPIXELS ?=
+ALLOW_ORIGIN ?=
 PIXELS     = $(if $(MAX_MEGAPIXELS),--max-megapixels $(MAX_MEGAPIXELS))
 
 .PHONY: help setup tools browser sample data inspect config train eval export-tflite export package detect serve \
@@ -51,7 +52,8 @@ help:
 	@echo "make package - EXPORT_DIR.tar.gz with the models, labels, report and ANDROID.md"
 	@echo "make tools   - the MediaPipe venv ($(TOOLS)) that checks exported models"
 	@echo "make detect  - run MODEL (default EXPORT_DIR/model_int8.tflite) on IMAGES=$(IMAGES) into DETECT_OUT"
-	@echo "make serve   - the POST /tag service for MODEL (default: the newest export) on PORT=$(PORT)"
+	@echo "make serve   - the POST /tag service for MODEL (default: the newest export) on PORT=$(PORT);"
+	@echo "               ALLOW_ORIGIN='https://a.example https://b.example' lets those web pages call it"
 	@echo "make browse  - look through MODEL (default MODEL_DIR) on the validation images at http://127.0.0.1:$(BROWSE_PORT);"
 	@echo "               COMPARE=another model puts the two side by side"
 	@echo "make sweep   - train and evaluate each point of SWEEP=$(SWEEP) into SWEEP_OUT"
@@ -114,7 +116,7 @@ detect: setup
 	$(ODLITE) detect --model $(or $(MODEL),$(EXPORT_DIR)/model_int8.tflite) $(IMAGES) --out $(DETECT_OUT) $(if $(CLASSES),--classes $(CLASSES)) $(PIXELS)
 
 serve: setup
-	$(ODLITE) serve $(if $(MODEL),--model $(MODEL)) --port $(PORT)
+	$(ODLITE) serve $(if $(MODEL),--model $(MODEL)) --port $(PORT) $(PIXELS) $(foreach o,$(ALLOW_ORIGIN),--allow-origin $(o))
 
 browse: setup
 	$(ODLITE) browse $(or $(MODEL),$(MODEL_DIR)) $(COMPARE) --port $(BROWSE_PORT)

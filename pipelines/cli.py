@@ -213,11 +213,15 @@ def cmd_detect(args) -> int:
 
 def cmd_serve(args) -> int:
     from pipelines.artifacts import latest_export
+    from pipelines.origins import normalised_origin
     from pipelines.serve import serve
 
     model = args.model or latest_export()
+    origins = [normalised_origin(o) for o in args.allow_origin]
     print(f"serving {model} on http://{args.host}:{args.port} (docs: /docs)", file=sys.stderr, flush=True)
-    serve(model, args.host, args.port, args.interpreters, int(args.max_upload_mb * 2**20), args.threads, args.workers)
+    serve(model, args.host, args.port, args.workers, pool_size=args.interpreters, threads=args.threads,
+          max_upload=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels, decoders=args.decoders,
+          allow_origins=origins)  # fmt: skip
     return 0
 
 
@@ -399,7 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=1, help="threads of each LiteRT interpreter")
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own interpreters")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image (413 past it)")
+    _max_pixels_option(p, "an image (413)")
+    p.add_argument("--decoders", type=int, help="requests reading and holding an image at once (default: interpreters)")
+    allowed = "a web page's origin (scheme://host[:port]) allowed to call it (repeatable; default none: 403)"
+    p.add_argument("--allow-origin", action="append", default=[], metavar="URL", help=allowed)
     p.set_defaults(run=cmd_serve)
 
     p = verbs.add_parser(

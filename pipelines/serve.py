@@ -9,7 +9,16 @@ the rest wait for a free interpreter. A SavedModel (the SSD's, or Faster R-CNN's
 server-side detector) is loaded once and shared: TensorFlow runs one graph from many
 threads, and the pool then only caps how many requests infer at once. A bad request gets a 4xx with the reason: no file
 (422, from FastAPI's validation), not an image (415), a corrupt or empty one (400), a
-body over the limit (413), an unknown class (400).
+body over the limit (413), an image past the pixel budget (413), an unknown class (400),
+a request from a web page whose origin is not allowed (403, see ``origins``).
+
+Nothing a client sends makes the server hold more than it allows. A body is counted as it
+streams (Starlette's ``RequestBodyLimitMiddleware``: a chunked upload declares no length)
+and reading stops at the limit, so the multipart parser's spool file never grows past it.
+An image's size is read from its header and checked against the pixel budget before it is
+decoded. And at most ``decoders`` requests at once read their upload and hold its decoded
+picture, up to the end of its inference, so N concurrent uploads cost ``decoders`` decodes
+of memory, not N.
 """
 
 from __future__ import annotations
@@ -17,19 +26,25 @@ from __future__ import annotations
 import json
 import os
 import queue
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from pipelines.detect import Model, load_model, saved_model_folder
 from pipelines.errors import OdliteError
-from pipelines.images import ImageProblem
+from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem, ImageTooLarge, Picture
+from pipelines.origins import OriginGate
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20
+MULTIPART_FRAMING = 64 * 1024  # a body may exceed its image by the multipart headers and boundaries
+STARLETTE_TOO_LARGE = "Content Too Large"  # the detail of RequestBodyLimitMiddleware's 413
 
 
 class ModelPool:
@@ -60,30 +75,61 @@ class ModelPool:
 
 
 def _why_image_fails(problem: ImageProblem) -> int:
-    text = str(problem)
-    if text.startswith("not an image"):
-        return 415
-    if text.startswith("image too large"):
+    if isinstance(problem, ImageTooLarge):
         return 413
-    return 400
+    return 415 if str(problem).startswith("not an image") else 400
 
 
 def create_app(
-    model_path: str | Path, pool_size: int = 2, max_upload: int = DEFAULT_MAX_UPLOAD, threads: int = 1
+    model_path: str | Path,
+    pool_size: int = 2,
+    max_upload: int = DEFAULT_MAX_UPLOAD,
+    threads: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    decoders: int | None = None,
+    allow_origins: list[str] | tuple[str, ...] = (),
 ) -> FastAPI:
+    """The app. ``decoders``: requests reading and holding an image at once (default: ``pool_size``);
+    ``allow_origins``: the web pages (``scheme://host[:port]``) allowed to call it, none by default."""
     pool = ModelPool(Path(model_path), pool_size, threads)
+    body_limit = max_upload + MULTIPART_FRAMING
+    too_large = f"request body over the {max_upload} byte limit (--max-upload-mb)"
+
+    async def explain_413(request: Request, error: HTTPException) -> JSONResponse:
+        detail = too_large if error.detail == STARLETTE_TOO_LARGE else error.detail
+        return JSONResponse({"detail": detail}, status_code=413)
+
     app = FastAPI(
         title="odlite tag service",
         description=f"Object detection with `{pool.path.name}`; labels: {', '.join(pool.labels)}.",
         version="1",
+        exception_handlers={413: explain_413},
     )
+    # Each middleware added wraps the ones before it: the origin is checked first, then (for the pages
+    # allowed) CORS answers, then a declared length is checked, then the body is counted as it streams.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=body_limit)
 
     @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
+    async def refuse_declared_large_bodies(request: Request, call_next):
+        """Refused before a byte is read, in the same JSON (Starlette's would answer in plain text)."""
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_upload + 64 * 1024:  # multipart framing
-            return JSONResponse({"detail": f"request body over the {max_upload} byte limit"}, status_code=413)
+        if declared and declared.isdigit() and int(declared) > body_limit:
+            return JSONResponse({"detail": too_large}, status_code=413)
         return await call_next(request)
+
+    if allow_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"])
+    app.add_middleware(OriginGate, allowed=allow_origins, hint=" (odlite serve --allow-origin)")
+    slots = threading.BoundedSemaphore(max(1, decoders or pool_size))
+
+    def read(file: UploadFile) -> Picture:
+        data = file.file.read(max_upload + 1)
+        if len(data) > max_upload:
+            raise HTTPException(413, f"image over the {max_upload} byte limit (--max-upload-mb)")
+        try:
+            return pool.read(data, max_pixels)
+        except ImageProblem as problem:
+            raise HTTPException(_why_image_fails(problem), f"{file.filename or 'upload'}: {problem}") from None
 
     @app.get("/health")
     def health() -> dict:
@@ -104,16 +150,14 @@ def create_app(
         unknown = sorted(set(wanted or []) - set(pool.labels))
         if unknown:
             raise HTTPException(400, f"unknown class(es) {', '.join(unknown)}; known: {', '.join(pool.labels)}")
-        data = file.file.read(max_upload + 1)
-        if len(data) > max_upload:
-            raise HTTPException(413, f"image over the {max_upload} byte limit")
+        if file.size is not None and file.size > max_upload:  # known once parsed: refused without a slot
+            raise HTTPException(413, f"image over the {max_upload} byte limit (--max-upload-mb)")
         start = time.perf_counter()
-        try:
-            image = pool.read(data)
-        except ImageProblem as problem:
-            raise HTTPException(_why_image_fails(problem), f"{file.filename or 'upload'}: {problem}") from None
-        with pool.borrow() as model:
-            found = model(image)
+        with slots:  # an upload's bytes and its picture are in memory only while its request holds a slot
+            image = read(file)
+            with pool.borrow() as model:
+                found = model(image)
+            del image
         found = [f for f in found if f.score >= min_score and (not wanted or f.label in wanted)][:max_boxes]
         tags = [
             {"label": f.label, "score": round(f.score, 4),
@@ -134,22 +178,13 @@ def app_from_environment() -> FastAPI:
     return create_app(**json.loads(os.environ[SETTINGS_VARIABLE]))
 
 
-def serve(
-    model_path,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    pool_size: int = 2,
-    max_upload=DEFAULT_MAX_UPLOAD,
-    threads: int = 1,
-    workers: int = 1,
-):
-    """Serve until stopped. ``workers`` > 1 runs that many processes (uvicorn's), each with its own pool."""
+def serve(model_path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **settings):
+    """Serve until stopped; ``settings`` are ``create_app``'s. ``workers`` > 1 runs that many processes
+    (uvicorn's), each with its own pool and its own ``decoders`` slots."""
     import uvicorn
 
     if workers > 1:
-        settings = {"model_path": str(model_path), "pool_size": pool_size, "max_upload": max_upload, "threads": threads}
-        os.environ[SETTINGS_VARIABLE] = json.dumps(settings)
+        os.environ[SETTINGS_VARIABLE] = json.dumps({"model_path": str(model_path), **settings})
         uvicorn.run("pipelines.serve:app_from_environment", factory=True, workers=workers, host=host, port=port)
         return
-    app = create_app(model_path, pool_size, max_upload, threads)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(create_app(model_path, **settings), host=host, port=port, log_level="info")

@@ -1,0 +1,193 @@
+"""What a client or a web page can send the tag service, and what it holds for it: uploads counted as they
+stream, images refused from their header, a bounded number of decodes, web pages refused by default. Run on
+a stub .tflite (conftest), so that no model is trained."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import select
+import socket
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from conftest import jpeg_bytes, png16, running_server
+
+MAX_UPLOAD_MB = 2  # past the multipart parser's 1 MB in memory: the rest of an upload goes to a spool file
+BODY_LIMIT = MAX_UPLOAD_MB * 2**20 + 64 * 1024  # serve.MULTIPART_FRAMING
+ALLOWED = "http://allowed.example:3000"
+
+
+@pytest.fixture(scope="module")
+def spool(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("spool")
+
+
+@pytest.fixture(scope="module")
+def server(stub_tflite, spool):
+    options = ("--max-upload-mb", str(MAX_UPLOAD_MB), "--allow-origin", f"{ALLOWED}/")
+    with running_server(stub_tflite, *options, wait=60, env={"TMPDIR": str(spool)}) as url:
+        yield url
+
+
+def _tag(url: str, data: bytes, name: str = "photo.jpg", headers=None):
+    files = {"file": (name, data, "image/jpeg")}
+    return httpx.post(f"{url}/tag", files=files, params={"min_score": 0}, headers=headers, timeout=60)
+
+
+def _answers(url: str) -> None:
+    answer = _tag(url, jpeg_bytes(200, 150))
+    assert answer.status_code == 200, answer.text
+    assert [t["label"] for t in answer.json()["tags"]] == ["caries"]
+
+
+def test_a_small_png_of_64_megapixels_gets_413_and_the_server_answers_the_next(server):
+    bomb = png16(8000, 8000)  # 125 KB, 128 MB once decoded
+    answer = _tag(server, bomb, name="bomb.png")
+    assert answer.status_code == 413, answer.text
+    detail = answer.json()["detail"]
+    assert detail == "bomb.png: image too large: 8000x8000 is 64 megapixels, over the limit of 50 (--max-megapixels)"
+    _answers(server)
+
+
+def _server_pid(url: str) -> int:
+    port = str(urlsplit(url).port)
+    for entry in Path("/proc").iterdir():
+        try:
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"pipelines.cli" in arguments and b"serve" in arguments and port.encode() in arguments:
+            return int(entry.name)
+    raise AssertionError(f"no server process on port {port}")
+
+
+def _spooled(pid: int, spool: Path) -> list[int]:
+    """Sizes of the files the server holds open in ``spool`` (its multipart parser's, nameless once made)."""
+    sizes = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd).startswith(str(spool)):
+                sizes.append(fd.stat().st_size)
+        except OSError:  # closed meanwhile
+            continue
+    return sizes
+
+
+def _chunked_upload(url: str, total: int, watch) -> bytes:
+    """POST /tag a multipart body of ``total`` bytes in 64 KB chunks (no Content-Length), calling ``watch``
+    after each, until the server answers; the raw answer."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as connection:
+        connection.sendall(
+            f"POST /tag HTTP/1.1\r\nHost: {parts.netloc}\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Type: multipart/form-data; boundary=odlite\r\n\r\n".encode()
+        )
+        head = b'--odlite\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n\r\n'
+        chunks = [head] + [b"\xff" * 65536] * (total // 65536)
+        for chunk in chunks:
+            if select.select([connection], [], [], 0.01)[0]:  # answered: stop sending, as a client should
+                break
+            try:
+                connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            watch()
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            received = connection.recv(65536)
+            if not received:
+                break
+            answer += received
+        return answer
+
+
+def test_a_chunked_upload_past_the_limit_is_stopped_at_it(server, spool):
+    """No Content-Length to refuse it by: the server counts the bytes as they come, answers 413 once past
+    the limit, and its spool file never holds more than the limit."""
+    pid, largest = _server_pid(server), [0]
+
+    def watch():
+        largest[0] = max([largest[0], *_spooled(pid, spool)])
+
+    answer = _chunked_upload(server, 3 * BODY_LIMIT, watch)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert f"request body over the {MAX_UPLOAD_MB * 2**20} byte limit".encode() in answer
+    assert 2**20 < largest[0] <= BODY_LIMIT  # it did spool to disk, and stopped at the limit
+    deadline = time.monotonic() + 10
+    while _spooled(pid, spool) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _spooled(pid, spool) == [] and list(spool.iterdir()) == []  # nothing left behind
+    _answers(server)
+
+
+def test_a_declared_length_past_the_limit_is_refused_before_the_body_is_read(server):
+    parts = urlsplit(server)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    headers = {"Content-Type": "multipart/form-data; boundary=odlite", "Content-Length": str(BODY_LIMIT + 1)}
+    connection.putrequest("POST", "/tag")
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.endheaders()  # no body sent at all: the answer comes from the headers
+    answer = connection.getresponse()
+    assert answer.status == 413 and b"byte limit" in answer.read()
+    connection.close()
+
+
+def test_web_pages_are_refused_unless_their_origin_is_allowed(server):
+    photo = jpeg_bytes(64, 64)
+    refused = _tag(server, photo, headers={"Origin": "http://example.com"})
+    assert refused.status_code == 403, refused.text
+    assert "Origin http://example.com is not allowed (odlite serve --allow-origin)" in refused.json()["detail"]
+    assert "access-control-allow-origin" not in refused.headers
+    preflight = {"Origin": "http://example.com", "Access-Control-Request-Method": "POST"}
+    assert httpx.options(f"{server}/tag", headers=preflight).status_code == 403
+    assert httpx.get(f"{server}/labels", headers={"Origin": "null"}).status_code == 403  # a sandboxed page
+    allowed = _tag(server, photo, headers={"Origin": ALLOWED})  # given with a trailing slash on the command line
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == ALLOWED
+    assert _tag(server, photo).status_code == 200  # clients without Origin: curl, apps
+
+
+def test_a_malformed_allowed_origin_is_refused_at_start(stub_tflite, capsys):
+    from pipelines.cli import main
+
+    assert main(["serve", "--model", str(stub_tflite), "--allow-origin", "example.com"]) == 1
+    assert "--allow-origin 'example.com': give an origin, scheme://host[:port]" in capsys.readouterr().err
+
+
+def test_at_most_decoders_requests_hold_an_image_at_once(stub_tflite, monkeypatch):
+    import asyncio
+
+    import pipelines.detect
+    from pipelines.serve import create_app
+
+    reading, most, lock = [0], [0], threading.Lock()
+    load_picture = pipelines.detect.load_picture
+
+    def slow_read(*args, **kwargs):
+        with lock:
+            reading[0] += 1
+            most[0] = max(most[0], reading[0])
+        time.sleep(0.2)  # long enough for every request to arrive while the first are reading
+        try:
+            return load_picture(*args, **kwargs)
+        finally:
+            with lock:
+                reading[0] -= 1
+
+    async def post_at_once(app, n: int) -> list[int]:
+        """``n`` uploads at once, the app's handlers in its own thread pool, as uvicorn runs them."""
+        files = {"file": ("p.jpg", jpeg_bytes(64, 64), "image/jpeg")}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://odlite") as client:
+            answers = await asyncio.gather(*(client.post("/tag", files=files) for _ in range(n)))
+        return [answer.status_code for answer in answers]
+
+    monkeypatch.setattr(pipelines.detect, "load_picture", slow_read)
+    for decoders in (2, 3):
+        most[0] = 0
+        assert asyncio.run(post_at_once(create_app(stub_tflite, pool_size=4, decoders=decoders), 8)) == [200] * 8
+        assert most[0] == decoders
