@@ -18,6 +18,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -75,12 +76,13 @@ def check_budget(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """The image, not yet decoded, once its header's size is within ``max_pixels``; raises :class:`ImageProblem`."""
+def open_image(data: bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The image, not yet decoded, once its header's size is within ``max_pixels``; raises :class:`ImageProblem`.
+    ``data``: the file's bytes, or the file itself, of which only the header is read."""
     if not data:
         raise ImageProblem("empty file")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
     except UnidentifiedImageError:
         raise ImageProblem("not an image, or a format that cannot be read") from None
     except (OSError, SyntaxError, ValueError) as exc:

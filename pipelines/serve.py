@@ -39,7 +39,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from pipelines.detect import Model, load_model, saved_model_folder
 from pipelines.errors import OdliteError
-from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem, ImageTooLarge, Picture
+from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem, ImageTooLarge, Picture, open_image
 from pipelines.origins import OriginGate
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20
@@ -122,6 +122,18 @@ def create_app(
     app.add_middleware(OriginGate, allowed=allow_origins, hint=" (odlite serve --allow-origin)")
     slots = threading.BoundedSemaphore(max(1, decoders or pool_size))
 
+    def refuse(file: UploadFile, problem: ImageProblem) -> HTTPException:
+        return HTTPException(_why_image_fails(problem), f"{file.filename or 'upload'}: {problem}")
+
+    def check_header(file: UploadFile) -> None:
+        """Not an image, or past the pixel budget: answered from the first bytes, without waiting for a slot."""
+        if file.size:  # an empty upload is read() as one, to say so
+            try:
+                open_image(file.file, max_pixels)
+            except ImageProblem as problem:
+                raise refuse(file, problem) from None
+            file.file.seek(0)
+
     def read(file: UploadFile) -> Picture:
         data = file.file.read(max_upload + 1)
         if len(data) > max_upload:
@@ -129,7 +141,7 @@ def create_app(
         try:
             return pool.read(data, max_pixels)
         except ImageProblem as problem:
-            raise HTTPException(_why_image_fails(problem), f"{file.filename or 'upload'}: {problem}") from None
+            raise refuse(file, problem) from None
 
     @app.get("/health")
     def health() -> dict:
@@ -152,6 +164,7 @@ def create_app(
             raise HTTPException(400, f"unknown class(es) {', '.join(unknown)}; known: {', '.join(pool.labels)}")
         if file.size is not None and file.size > max_upload:  # known once parsed: refused without a slot
             raise HTTPException(413, f"image over the {max_upload} byte limit (--max-upload-mb)")
+        check_header(file)
         start = time.perf_counter()
         with slots:  # an upload's bytes and its picture are in memory only while its request holds a slot
             image = read(file)

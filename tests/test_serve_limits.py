@@ -54,6 +54,19 @@ def test_a_small_png_of_64_megapixels_gets_413_and_the_server_answers_the_next(s
     _answers(server)
 
 
+def test_other_bad_uploads_are_told_apart_before_a_slot_is_taken(server):
+    """The header is read before a slot is taken; what it cannot tell (truncation) is found when decoding."""
+    photo = jpeg_bytes(200, 150)
+    for data, status, reason in [
+        (b"hello, not a picture", 415, "notes.txt: not an image"),
+        (photo[: len(photo) // 3], 400, "notes.txt: corrupt or truncated image"),
+        (b"", 400, "notes.txt: empty file"),
+    ]:
+        answer = _tag(server, data, name="notes.txt")
+        assert (answer.status_code, answer.json()["detail"][: len(reason)]) == (status, reason)
+    _answers(server)
+
+
 def _server_pid(url: str) -> int:
     port = str(urlsplit(url).port)
     for entry in Path("/proc").iterdir():
