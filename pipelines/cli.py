@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own interpreters")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image (413 past it)")
     _max_pixels_option(p, "an image (413)")
-    p.add_argument("--decoders", type=int, help="requests reading and holding an image at once (default: interpreters)")
+    p.add_argument("--decoders", type=int, help="uploads read and decoded at once (default: --interpreters)")
     allowed = "a web page's origin (scheme://host[:port]) allowed to call it (repeatable; default none: 403)"
     p.add_argument("--allow-origin", action="append", default=[], metavar="URL", help=allowed)
     p.set_defaults(run=cmd_serve)

@@ -16,9 +16,9 @@ Nothing a client sends makes the server hold more than it allows. A body is coun
 streams (Starlette's ``RequestBodyLimitMiddleware``: a chunked upload declares no length)
 and reading stops at the limit, so the multipart parser's spool file never grows past it.
 An image's size is read from its header and checked against the pixel budget before it is
-decoded. And at most ``decoders`` requests at once read their upload and hold its decoded
-picture, up to the end of its inference, so N concurrent uploads cost ``decoders`` decodes
-of memory, not N.
+decoded. And at most ``decoders`` requests at once read their upload and decode it (a
+picture still large after decoding keeps its slot through its inference), so N concurrent
+uploads cost ``decoders`` decodes of memory, not N.
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ from pipelines.origins import OriginGate
 DEFAULT_MAX_UPLOAD = 10 * 2**20
 MULTIPART_FRAMING = 64 * 1024  # a body may exceed its image by the multipart headers and boundaries
 STARLETTE_TOO_LARGE = "Content Too Large"  # the detail of RequestBodyLimitMiddleware's 413
+# A picture no larger than this waits for an interpreter without holding a decode slot: what a photo is
+# brought down to for a 320 or 640 px model (a 4000x3000 one to 500x375 or 1000x750, 0.6 or 2.3 MB).
+# Larger ones (a panorama, a model of unknown input size) keep their slot until their inference ends.
+SMALL_PICTURE = 16 * 2**20
 
 
 class ModelPool:
@@ -90,7 +94,7 @@ def create_app(
     decoders: int | None = None,
     allow_origins: list[str] | tuple[str, ...] = (),
 ) -> FastAPI:
-    """The app. ``decoders``: requests reading and holding an image at once (default: ``pool_size``);
+    """The app. ``decoders``: requests reading and decoding an image at once (default: ``pool_size``);
     ``allow_origins``: the web pages (``scheme://host[:port]``) allowed to call it, none by default."""
     pool = ModelPool(Path(model_path), pool_size, threads)
     body_limit = max_upload + MULTIPART_FRAMING
@@ -167,11 +171,18 @@ def create_app(
             raise HTTPException(413, f"image over the {max_upload} byte limit (--max-upload-mb)")
         check_header(file)
         start = time.perf_counter()
-        with slots:  # an upload's bytes and its picture are in memory only while its request holds a slot
+        slots.acquire()  # the upload's bytes and its decode are in memory only while its request holds a slot
+        held = True
+        try:
             image = read(file)
+            if image.rgb.nbytes <= SMALL_PICTURE:  # brought to the model's scale: it waits without a slot
+                slots.release()
+                held = False
             with pool.borrow() as model:
                 found = model(image)
-            del image
+        finally:
+            if held:
+                slots.release()
         found = [f for f in found if f.score >= min_score and (not wanted or f.label in wanted)][:max_boxes]
         tags = [
             {"label": f.label, "score": round(f.score, 4),

@@ -172,35 +172,62 @@ def test_a_malformed_allowed_origin_is_refused_at_start(stub_tflite, capsys):
     assert "--allow-origin 'example.com': give an origin, scheme://host[:port]" in capsys.readouterr().err
 
 
-def test_at_most_decoders_requests_hold_an_image_at_once(stub_tflite, monkeypatch):
+class Concurrency:
+    """Counts the calls of a function running at once, each made to last long enough for all to overlap."""
+
+    def __init__(self, function, seconds: float = 0.2):
+        self.function, self.seconds, self.now, self.most, self.lock = function, seconds, 0, 0, threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(self.seconds)
+        try:
+            return self.function(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def _post_at_once(app, n: int) -> list[int]:
+    """``n`` uploads at once; the app runs its handlers in its own thread pool, as under uvicorn."""
     import asyncio
 
+    async def post():
+        files = {"file": ("p.jpg", jpeg_bytes(64, 64), "image/jpeg")}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://odlite") as client:
+            return await asyncio.gather(*(client.post("/tag", files=files) for _ in range(n)))
+
+    return [answer.status_code for answer in asyncio.run(post())]
+
+
+def test_at_most_decoders_requests_decode_at_once(stub_tflite, monkeypatch):
     import pipelines.detect
     from pipelines.serve import create_app
 
-    reading, most, lock = [0], [0], threading.Lock()
-    load_picture = pipelines.detect.load_picture
-
-    def slow_read(*args, **kwargs):
-        with lock:
-            reading[0] += 1
-            most[0] = max(most[0], reading[0])
-        time.sleep(0.2)  # long enough for every request to arrive while the first are reading
-        try:
-            return load_picture(*args, **kwargs)
-        finally:
-            with lock:
-                reading[0] -= 1
-
-    async def post_at_once(app, n: int) -> list[int]:
-        """``n`` uploads at once, the app's handlers in its own thread pool, as uvicorn runs them."""
-        files = {"file": ("p.jpg", jpeg_bytes(64, 64), "image/jpeg")}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://odlite") as client:
-            answers = await asyncio.gather(*(client.post("/tag", files=files) for _ in range(n)))
-        return [answer.status_code for answer in answers]
-
-    monkeypatch.setattr(pipelines.detect, "load_picture", slow_read)
     for decoders in (2, 3):
-        most[0] = 0
-        assert asyncio.run(post_at_once(create_app(stub_tflite, pool_size=4, decoders=decoders), 8)) == [200] * 8
-        assert most[0] == decoders
+        reads = Concurrency(pipelines.detect.load_picture)
+        monkeypatch.setattr(pipelines.detect, "load_picture", reads)
+        assert _post_at_once(create_app(stub_tflite, pool_size=4, decoders=decoders), 8) == [200] * 8
+        assert reads.most == decoders
+        monkeypatch.undo()
+
+
+def test_a_picture_still_large_after_decoding_keeps_its_slot_through_inference(stub_tflite, monkeypatch):
+    """Brought to the model's scale, a picture waits for an interpreter without a slot (4 infer at once, one
+    per interpreter); a large one (a panorama, a model of unknown input size) keeps it (2 at once)."""
+    import numpy as np
+
+    import pipelines.detect
+    from pipelines.images import Picture
+    from pipelines.serve import SMALL_PICTURE, create_app
+
+    for side, most in ((64, 4), (int((SMALL_PICTURE / 3) ** 0.5) + 1, 2)):
+        picture = Picture(np.zeros((side, side, 3), np.uint8), side, side)
+        monkeypatch.setattr(pipelines.detect, "load_picture", lambda *args, picture=picture, **kwargs: picture)
+        inferences = Concurrency(pipelines.detect.Model.__call__)
+        monkeypatch.setattr(pipelines.detect.Model, "__call__", lambda model, image: inferences(model, image))
+        assert _post_at_once(create_app(stub_tflite, pool_size=4, decoders=2), 8) == [200] * 8
+        assert inferences.most == most
+        monkeypatch.undo()
