@@ -94,21 +94,6 @@ def jpeg_bytes(width: int, height: int, seed: int = 0, mode: str = "RGB", exif=N
     return buffer.getvalue()
 
 
-def png16(width: int, height: int) -> bytes:
-    """A black 16-bit greyscale PNG, written by hand: zlib shrinks its rows of zeros to almost nothing (8000 x
-    8000, 64 megapixels and 128 MB decoded, is 125 KB), the shape of a decompression bomb."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    squeeze, rows = zlib.compressobj(9), b"\0" * (2 * width + 1) * 256  # a filter byte and the row, 256 at a time
-    data = b"".join(squeeze.compress(rows[: len(rows) * min(256, height - y) // 256]) for y in range(0, height, 256))
-    header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)  # 16 bits, greyscale
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data + squeeze.flush()) + chunk(b"IEND", b"")
-
-
 def write_images(folder: Path, items=ITEMS) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i, item in enumerate(items):
@@ -367,30 +352,12 @@ def exported_model(trained_model, tmp_path_factory) -> Path:
     return built_once(tmp_path_factory, "exported", build) / "tooth"
 
 
-STUB_INPUT = 64
-
-
 @pytest.fixture(scope="session")
 def stub_tflite(tmp_path_factory) -> Path:
-    """A .tflite with an odlite detector's input and four outputs that finds one 'caries' box scored by the
-    picture's brightness, and its labelmap.txt: for the tests of what happens around a model (serving,
-    refusing input), built in a second instead of the minutes of training and exporting one."""
+    """A stub .tflite detector and its labelmap.txt (``made.write_stub_tflite``), built once per run."""
+    from made import write_stub_tflite
 
-    def build(folder: Path) -> None:
-        import tensorflow as tf
-
-        @tf.function(input_signature=[tf.TensorSpec([1, STUB_INPUT, STUB_INPUT, 3], tf.float32)])
-        def detector(images):
-            score = tf.reshape(tf.reduce_mean(images) / 255.0, [1, 1])
-            box = tf.constant([[[0.25, 0.25, 0.75, 0.75]]])
-            return box, tf.ones([1, 1]), score, tf.ones([1])  # class index 1: 'caries'
-
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([detector.get_concrete_function()], detector)
-        folder.mkdir()
-        (folder / "model.tflite").write_bytes(converter.convert())
-        (folder / "labelmap.txt").write_text("normal\ncaries\n")
-
-    return built_once(tmp_path_factory, "stub-tflite", build) / "model.tflite"
+    return built_once(tmp_path_factory, "stub-tflite", write_stub_tflite) / "model.tflite"
 
 
 @contextlib.contextmanager

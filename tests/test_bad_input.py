@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ITEMS, LABEL_MAP, jpeg_bytes, png16, records, write_coco, write_seed
+from conftest import ITEMS, LABEL_MAP, jpeg_bytes, records, write_coco, write_seed
+from made import png16
 
 from pipelines.cli import main
 

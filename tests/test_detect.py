@@ -166,7 +166,8 @@ def test_a_large_photo_is_decoded_small_and_answered_in_its_own_pixels(exported_
 def test_an_image_past_the_pixel_budget_is_refused_and_named(stub_tflite, tmp_path, capsys):
     """Refused from its header (a 125 KB PNG of 64 megapixels): named with its size and the limit, exit 1 when
     nothing else was read, no picture of it; --max-megapixels moves the limit."""
-    from conftest import jpeg_bytes, png16
+    from conftest import jpeg_bytes
+    from made import png16
 
     from pipelines.cli import main
 

@@ -55,7 +55,8 @@ def test_a_sample_image_past_the_pixel_budget_is_named_not_drawn(tmp_path):
     """The metrics stand; the picture of an image past the budget is left out, and the report says which and why."""
     import json
 
-    from conftest import jpeg_bytes, png16
+    from conftest import jpeg_bytes
+    from made import png16
 
     from pipelines.report import write_report
 

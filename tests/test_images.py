@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import LABEL_MAP, Item, jpeg_bytes, png16, records, seed_json
+from conftest import LABEL_MAP, Item, jpeg_bytes, records, seed_json
+from made import png16
 from PIL import Image, ImageFile
 
 from pipelines.convert import convert
