@@ -28,6 +28,9 @@ FRCNN_CONFIG ?= configs/faster_rcnn_resnet50_fpn_640.config
 FRCNN_DIR ?= models/tooth-frcnn
 FRCNN_DEMO_STEPS ?= 200
 FRCNN_DEMO_SIZE ?= 192
+MAX_MEGAPIXELS ?=
+ALLOW_ORIGIN ?=
+PIXELS     = $(if $(MAX_MEGAPIXELS),--max-megapixels $(MAX_MEGAPIXELS))
 
 .PHONY: help setup tools browser sample data inspect config train eval export-tflite export package detect serve \
 	browse sweep demo demo-frcnn sweep-backbones test test-fast lint format bench clean
@@ -49,13 +52,15 @@ help:
 	@echo "make package - EXPORT_DIR.tar.gz with the models, labels, report and ANDROID.md"
 	@echo "make tools   - the MediaPipe venv ($(TOOLS)) that checks exported models"
 	@echo "make detect  - run MODEL (default EXPORT_DIR/model_int8.tflite) on IMAGES=$(IMAGES) into DETECT_OUT"
-	@echo "make serve   - the POST /tag service for MODEL (default: the newest export) on PORT=$(PORT)"
+	@echo "make serve   - the POST /tag service for MODEL (default: the newest export) on PORT=$(PORT);"
+	@echo "               ALLOW_ORIGIN='https://a.example https://b.example' lets those web pages call it"
 	@echo "make browse  - look through MODEL (default MODEL_DIR) on the validation images at http://127.0.0.1:$(BROWSE_PORT);"
 	@echo "               COMPARE=another model puts the two side by side"
 	@echo "make sweep   - train and evaluate each point of SWEEP=$(SWEEP) into SWEEP_OUT"
 	@echo "make demo-frcnn - Faster R-CNN ResNet-50 FPN on the sample: train, eval, SavedModel, detect"
 	@echo "make sweep-backbones - ResNet-50 vs ResNet-101 and two input sizes, one factor at a time"
 	@echo "make bench   - benchmarks, written to $(BENCH_OUT)"
+	@echo "MAX_MEGAPIXELS=N - data, inspect, eval, detect and serve refuse images larger than N megapixels (default 50)"
 
 # Re-installs only when pyproject.toml changes. tflite-support (the TFLite metadata writer) goes in
 # without its dependencies: its last release pins protobuf < 4, which TensorFlow cannot share (README).
@@ -81,10 +86,10 @@ $(SAMPLE)/.complete:
 	@touch $@
 
 data: setup $(if $(filter $(SAMPLE),$(SRC)),sample)
-	$(ODLITE) convert $(SRC) --out $(DATA_DIR) --label-map $(LABEL_MAP) --seed $(SEED) --overwrite
+	$(ODLITE) convert $(SRC) --out $(DATA_DIR) --label-map $(LABEL_MAP) --seed $(SEED) --overwrite $(PIXELS)
 
 inspect: setup
-	$(ODLITE) inspect $(DATA_DIR)
+	$(ODLITE) inspect $(DATA_DIR) $(PIXELS)
 
 NEW_CONFIG ?= $(MODEL_DIR).config
 config: setup
@@ -96,7 +101,7 @@ train: setup
 	$(ODLITE) train --config $(CONFIG) --model-dir $(MODEL_DIR) $(if $(STEPS),--num-steps $(STEPS)) $(TRAIN_OPTIONS)
 
 eval: setup
-	$(ODLITE) eval --model-dir $(MODEL_DIR) $(if $(filter $(origin CONFIG),command line),--config $(CONFIG))
+	$(ODLITE) eval --model-dir $(MODEL_DIR) $(if $(filter $(origin CONFIG),command line),--config $(CONFIG)) $(PIXELS)
 
 export-tflite: setup tools
 	$(ODLITE) export --model-dir $(MODEL_DIR) --out $(EXPORT_DIR) --overwrite --mediapipe-python $(TOOLS)/bin/python
@@ -108,10 +113,10 @@ package: setup
 	$(ODLITE) package $(EXPORT_DIR)
 
 detect: setup
-	$(ODLITE) detect --model $(or $(MODEL),$(EXPORT_DIR)/model_int8.tflite) $(IMAGES) --out $(DETECT_OUT) $(if $(CLASSES),--classes $(CLASSES))
+	$(ODLITE) detect --model $(or $(MODEL),$(EXPORT_DIR)/model_int8.tflite) $(IMAGES) --out $(DETECT_OUT) $(if $(CLASSES),--classes $(CLASSES)) $(PIXELS)
 
 serve: setup
-	$(ODLITE) serve $(if $(MODEL),--model $(MODEL)) --port $(PORT)
+	$(ODLITE) serve $(if $(MODEL),--model $(MODEL)) --port $(PORT) $(PIXELS) $(foreach o,$(ALLOW_ORIGIN),--allow-origin $(o))
 
 browse: setup
 	$(ODLITE) browse $(or $(MODEL),$(MODEL_DIR)) $(COMPARE) --port $(BROWSE_PORT)

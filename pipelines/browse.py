@@ -10,6 +10,11 @@ The page is a small static app (``browse_page/``) over a JSON API served by Fast
 which odlite already ships for ``serve``: boxes are SVG drawn by the browser, so the
 score slider and the filters redraw at once, and the errors at a threshold are
 worked out here, in ``error_analysis``, which the tests check without a browser.
+
+The page is the only web page meant to call this API, and its requests are same-origin:
+a request from any other page is refused (``origins.OriginGate``), and so, when browse
+listens on a loopback address, is a ``Host`` that is not a loopback name (another site's
+name pointed at 127.0.0.1, which would otherwise read the validation images).
 """
 
 from __future__ import annotations
@@ -290,12 +295,16 @@ def prepare(
     return Browser.from_detections(images, parts)
 
 
-def create_app(browser: Browser, threshold: float = 0.5):
+def create_app(browser: Browser, threshold: float = 0.5, loopback_only: bool = True):
+    """The page and its API; ``loopback_only``: answer only requests addressed to a loopback name."""
     from fastapi import FastAPI, HTTPException, Query
     from fastapi.responses import FileResponse, Response
     from fastapi.staticfiles import StaticFiles
 
+    from pipelines.origins import OriginGate
+
     app = FastAPI(title="odlite browse", docs_url=None, redoc_url=None)
+    app.add_middleware(OriginGate, same_origin=True, loopback_only=loopback_only, hint=" (only the page itself is)")
     app.mount("/page", StaticFiles(directory=PAGE), name="page")
     count = len(browser.images.images)
 
@@ -335,7 +344,10 @@ def create_app(browser: Browser, threshold: float = 0.5):
 def browse(browser: Browser, host: str = "127.0.0.1", port: int = 8080, threshold: float = 0.5) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(browser, threshold), host=host, port=port, log_level="warning")
+    from pipelines.origins import is_loopback
+
+    app = create_app(browser, threshold, loopback_only=is_loopback(host))
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from tabulate import tabulate
 from pipelines import __version__
 from pipelines.console import quiet_tensorflow
 from pipelines.errors import OdliteError, Problem
+from pipelines.images import DEFAULT_MAX_PIXELS
 from pipelines.pipeline_config import ALIASES
 
 MAX_LISTED = 20
@@ -54,6 +55,7 @@ def cmd_convert(args) -> int:
         workers=args.workers,
         label_attribute=args.label_attribute,
         progress=not args.quiet,
+        max_pixels=args.max_pixels,
     )
     summary = args.out / "summary.json"
     _print_problems("warnings", result.warnings, str(summary))
@@ -84,7 +86,7 @@ def cmd_config(args) -> int:
 def cmd_inspect(args) -> int:
     from pipelines.inspect_data import inspect_records
 
-    result = inspect_records(args.data_dir, samples=args.samples, out=args.out, label_map_path=args.label_map)
+    result = inspect_records(args.data_dir, args.samples, args.out, args.label_map, args.max_pixels)
     print(_class_table(result.splits, list(result.label_map.values())))
     anomalies = [a for s in result.splits.values() for a in s.anomalies]
     for anomaly in anomalies[:MAX_LISTED]:
@@ -130,6 +132,7 @@ def cmd_eval(args) -> int:
     from pipelines.evaluate import evaluate, evaluate_continuously, evaluate_export, summary_line
 
     options = dict(out=args.out, min_score=args.min_score, samples=args.samples, progress=not args.quiet)
+    options.update(max_pixels=args.max_pixels)
     if args.tflite:
         metrics = evaluate_export(args.tflite, args.config, **options)
     elif args.model_dir is None:
@@ -147,6 +150,8 @@ def cmd_eval(args) -> int:
     ]
     print(tabulate(rows, headers=["class", "AP", "AP50", "boxes"], tablefmt="github"))
     print(summary_line(metrics))
+    for reason in metrics.get("not_drawn", []):
+        print(f"  sample picture not drawn: {reason}", file=sys.stderr)
     print(f"report: {metrics['out']}/report.md")
     return 0
 
@@ -192,8 +197,9 @@ def cmd_detect(args) -> int:
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     result = detect(
-        args.model, args.images, args.out, args.min_score, args.max_boxes, classes, not args.quiet, args.checkpoint
-    )
+        args.model, args.images, args.out, args.min_score, args.max_boxes, classes, not args.quiet, args.checkpoint,
+        args.max_pixels,
+    )  # fmt: skip
     rows = [
         [Path(entry["image"]).name, len(entry["detections"]),
          ", ".join(f"{d['label']} {d['score']:.2f}" for d in entry["detections"][:4])]
@@ -209,11 +215,15 @@ def cmd_detect(args) -> int:
 
 def cmd_serve(args) -> int:
     from pipelines.artifacts import latest_export
+    from pipelines.origins import normalised_origin
     from pipelines.serve import serve
 
     model = args.model or latest_export()
+    origins = [normalised_origin(o) for o in args.allow_origin]
     print(f"serving {model} on http://{args.host}:{args.port} (docs: /docs)", file=sys.stderr, flush=True)
-    serve(model, args.host, args.port, args.interpreters, int(args.max_upload_mb * 2**20), args.threads, args.workers)
+    serve(model, args.host, args.port, args.workers, pool_size=args.interpreters, threads=args.threads,
+          max_upload=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels, decoders=args.decoders,
+          allow_origins=origins)  # fmt: skip
     return 0
 
 
@@ -252,6 +262,18 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def _max_pixels_option(parser: argparse.ArgumentParser, what: str) -> None:
+    def megapixels(text: str) -> int:
+        if not float(text) > 0:
+            raise argparse.ArgumentTypeError(f"{text} is not a positive number of megapixels")
+        return round(float(text) * 1e6)
+
+    explained = f"refuse {what} larger than this, from its header (default {DEFAULT_MAX_PIXELS / 1e6:g})"
+    parser.add_argument(
+        "--max-megapixels", type=megapixels, default=DEFAULT_MAX_PIXELS, dest="max_pixels", metavar="MP", help=explained
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="odlite", description="Train a mobile object detector and ship it to Android."
@@ -276,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--label-attribute", help="VIA region attribute that holds the label (default: 'label')")
     p.add_argument("--workers", type=int, help="image decoding threads (default: one per core)")
+    _max_pixels_option(p, "an image")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_convert)
 
@@ -284,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=4, help="pictures to draw per split")
     p.add_argument("--out", type=Path, help="where to write the pictures (default: DATA_DIR/inspect)")
     p.add_argument("--label-map", type=Path, help="label map (default: DATA_DIR/label_map.pbtxt)")
+    _max_pixels_option(p, "to draw an image")
     p.set_defaults(run=cmd_inspect)
 
     aliases = "\n".join(f"  {name:<22} {', '.join(paths)}" for name, paths in ALIASES.items())
@@ -338,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=6, help="validation pictures to draw")
     p.add_argument("--watch", action="store_true", help="evaluate each new checkpoint while training runs")
     p.add_argument("--timeout", type=float, default=3600, help="with --watch: stop after this long without one")
+    _max_pixels_option(p, "to draw a sample image")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_eval)
 
@@ -363,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-boxes", type=int, default=100, help="keep at most this many per image")
     p.add_argument("--classes", help="comma-separated labels to keep, e.g. caries")
     p.add_argument("--checkpoint", help="with a checkpoint folder: this checkpoint (default: best/, else the latest)")
+    _max_pixels_option(p, "an image")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_detect)
 
@@ -379,7 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=1, help="threads of each LiteRT interpreter")
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own interpreters")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image (413 past it)")
+    _max_pixels_option(p, "an image (413)")
+    p.add_argument("--decoders", type=int, help="uploads read and decoded at once (default: --interpreters)")
+    allowed = "a web page's origin (scheme://host[:port]) allowed to call it (repeatable; default none: 403)"
+    p.add_argument("--allow-origin", action="append", default=[], metavar="URL", help=allowed)
     p.set_defaults(run=cmd_serve)
 
     p = verbs.add_parser(

@@ -28,7 +28,7 @@ from pipelines.annotations import Box, Dataset, Entry, read_dataset
 from pipelines.atomic import atomic_folder, refuse_overlap
 from pipelines.console import progress_bar
 from pipelines.errors import OdliteError, Problem
-from pipelines.images import ImageProblem, read_and_prepare
+from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem, read_and_prepare
 from pipelines.label_map import format_label_map, labels_by_name, read_label_map
 from pipelines.tfrecord import LabelledBox, serialize_example
 
@@ -158,9 +158,9 @@ class _Converted:
     clipped: int = 0
 
 
-def _convert_one(entry: Entry, key: str, source_id: int, ids: dict[str, int]) -> _Converted:
+def _convert_one(entry: Entry, key: str, source_id: int, ids: dict[str, int], max_pixels: int) -> _Converted:
     try:
-        image = read_and_prepare(entry.image)
+        image = read_and_prepare(entry.image, max_pixels)
     except ImageProblem as exc:
         return _Converted(problem=Problem(str(entry.image), str(exc)))
     result = _Converted(reencoded=bool(image.reencoded))
@@ -208,7 +208,9 @@ def convert(
     workers: int | None = None,
     label_attribute: str | None = None,
     progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ConvertResult:
+    """Convert ``src`` into ``out``; an image past ``max_pixels`` is invalid, as an unreadable one is."""
     src, out = Path(src), Path(out)
     if not 0.0 <= val_fraction < 1.0:
         raise OdliteError(f"--val-fraction must be in [0, 1), got {val_fraction}")
@@ -249,7 +251,7 @@ def convert(
                 shards = _shard_count(num_shards, len(members))
                 paths = [tmp / f"{split}-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
                 stats.shards = [p.name for p in paths]
-                results = pool.map(lambda e: _convert_one(e, keys[id(e)], source_ids[id(e)], ids), members)
+                results = pool.map(lambda e: _convert_one(e, keys[id(e)], source_ids[id(e)], ids, max_pixels), members)
                 _write_shards(paths, results, stats, result, bar)
         skipped = problems + result.skipped
         if skipped and not skip_invalid:

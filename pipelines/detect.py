@@ -24,7 +24,7 @@ from pipelines.best_checkpoint import chosen_checkpoint
 from pipelines.console import progress_bar
 from pipelines.draw import draw_on
 from pipelines.errors import OdliteError, Problem
-from pipelines.images import ImageProblem, Picture, load_picture
+from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem, Picture, load_picture
 from pipelines.resize import resize_to_input
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -48,9 +48,10 @@ class Model:
         self.checkpoint = checkpoint  # the one a checkpoint folder was read from
         self.needs = needs  # (width, height) -> the size the model resizes a picture to (None: unknown)
 
-    def read(self, data: bytes) -> Picture:
-        """An image file's bytes decoded no larger than this model needs; raises ImageProblem."""
-        return load_picture(data, self.needs)
+    def read(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+        """An image file's bytes decoded no larger than this model needs; raises ImageProblem, ImageTooLarge
+        past ``max_pixels`` (from the header, before decoding)."""
+        return load_picture(data, self.needs, max_pixels)
 
     def __call__(self, image: Picture | np.ndarray) -> list[Found]:
         """Every detection, boxes in the pixels of the picture as displayed (its full size, also
@@ -208,8 +209,10 @@ def detect(
     classes: list[str] | None = None,
     progress: bool = True,
     checkpoint: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> DetectResult:
-    """Detect on every image; write OUT/<name>.png per image and OUT/detections.json for all."""
+    """Detect on every image; write OUT/<name>.png per image and OUT/detections.json for all. An image that
+    cannot be read, or is past ``max_pixels``, is skipped and listed with the reason."""
     model = load_model(model_path, checkpoint)
     unknown = sorted(set(classes or []) - set(model.labels))
     if unknown:
@@ -223,7 +226,7 @@ def detect(
     names = dict(zip(images, picture_names(images)))
     for path in progress_bar(iterable=images, unit="img", desc="detect", disable=not progress or len(images) < 2):
         try:
-            image = model.read(path.read_bytes())
+            image = model.read(path.read_bytes(), max_pixels)
         except (ImageProblem, OSError) as error:
             result.skipped.append(Problem(str(path), str(error)))
             continue

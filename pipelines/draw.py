@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import io
-
 from PIL import Image, ImageDraw
+
+from pipelines.images import DEFAULT_MAX_PIXELS, open_image
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
 
 
-def draw_boxes(jpeg: bytes, boxes, labels: list[str], class_ids, colours=PALETTE) -> Image.Image:
-    """The image with each normalised (ymin, xmin, ymax, xmax) box outlined and labelled."""
-    return draw_on(Image.open(io.BytesIO(jpeg)).convert("RGB"), boxes, labels, class_ids, colours)
+def draw_boxes(
+    jpeg: bytes, boxes, labels: list[str], class_ids, colours=PALETTE, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """The image with each normalised (ymin, xmin, ymax, xmax) box outlined and labelled; raises ImageProblem
+    (ImageTooLarge past ``max_pixels``)."""
+    return draw_on(open_image(jpeg, max_pixels).convert("RGB"), boxes, labels, class_ids, colours)
 
 
 def draw_on(image: Image.Image, boxes, labels: list[str], class_ids, colours=PALETTE) -> Image.Image:

@@ -38,6 +38,7 @@ from pipelines.error_analysis import iou
 from pipelines.errors import OdliteError
 from pipelines.experiment import TrainSpec, build_network, load_train_spec, read_weights
 from pipelines.faster_rcnn import detect as faster_rcnn_detect
+from pipelines.images import DEFAULT_MAX_PIXELS
 from pipelines.label_map import read_label_map
 from pipelines.model import normalize_pixels
 from pipelines.resize import resize_to_input
@@ -268,10 +269,12 @@ def score(
     samples: int = 6,
     batch_size: int = 8,
     progress=True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict:
     """Run ``detect`` over the validation records, compute the COCO metrics and write the report to ``out``.
 
-    ``about`` names what was evaluated (checkpoint and step, or model); it joins the metrics.
+    ``about`` names what was evaluated (checkpoint and step, or model); it joins the metrics. A sample picture
+    past ``max_pixels`` is not drawn (``metrics["not_drawn"]`` says so).
     """
     from pipelines.report import write_report
 
@@ -284,7 +287,7 @@ def score(
     metrics, evaluator = coco_evaluate(detections, labels)
     metrics.update(about, images=len(detections.images), images_per_second=len(detections.images) / seconds)
     matrix = confusion_matrix(detections, list(labels), min_score)
-    write_report(out, metrics, evaluator, detections, labels, matrix, min_score, samples)
+    write_report(out, metrics, evaluator, detections, labels, matrix, min_score, samples, max_pixels)
     metrics["out"] = str(out)
     return metrics
 
@@ -299,6 +302,7 @@ def evaluate(
     batch_size: int = 8,
     progress: bool = True,
     detector: CheckpointDetector | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict:
     """Evaluate one checkpoint (default: the latest) and write the report; returns the metrics.
     ``detector``: a network of this config to reuse (training's evaluations pass theirs)."""
@@ -313,7 +317,7 @@ def evaluate(
     out = Path(out) if out else checkpoint_report_folder(model_dir, step)
     about = {"checkpoint": checkpoint, "step": step}
     detect = (detector or CheckpointDetector(spec)).load(checkpoint)
-    metrics = score(detect, spec, out, about, min_score, samples, batch_size, progress)
+    metrics = score(detect, spec, out, about, min_score, samples, batch_size, progress, max_pixels)
     writer = tf.summary.create_file_writer(str(model_dir / "eval"))
     with writer.as_default():
         for name in COCO_NAMES:
@@ -331,6 +335,7 @@ def evaluate_export(
     min_score: float = 0.5,
     samples: int = 6,
     progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict:
     """Evaluate an exported model, a .tflite or the SavedModel folder (``EXPORT/saved_model``), on the same
     records with the same metrics as a checkpoint; the report goes to ``EXPORT/eval/<name>`` by default."""
@@ -342,7 +347,7 @@ def evaluate_export(
     detect, batch_size = _export_detector(model, spec)
     out = Path(out) if out else export_report_folder(model)
     about = {"model": str(model), "step": export_step(model.parent)}
-    return score(detect, spec, out, about, min_score, samples, batch_size, progress)
+    return score(detect, spec, out, about, min_score, samples, batch_size, progress, max_pixels)
 
 
 def _export_detector(model: Path, spec: TrainSpec):

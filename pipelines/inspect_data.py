@@ -15,6 +15,7 @@ from natsort import natsorted
 
 from pipelines.draw import draw_boxes
 from pipelines.errors import OdliteError
+from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem
 from pipelines.label_map import read_label_map
 from pipelines.tfrecord import read_examples
 
@@ -46,8 +47,14 @@ def find_record_files(data_dir: Path) -> dict[str, list[Path]]:
 
 
 def inspect_records(
-    data_dir: Path, samples: int = 4, out: Path | None = None, label_map_path: Path | None = None
+    data_dir: Path,
+    samples: int = 4,
+    out: Path | None = None,
+    label_map_path: Path | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> InspectResult:
+    """Counts and anomalies per split, and the first ``samples`` images of each drawn; an image that
+    cannot be drawn (past ``max_pixels``, unreadable) is an anomaly."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise OdliteError.at(data_dir, "not a folder")
@@ -64,7 +71,10 @@ def inspect_records(
             for example in read_examples([str(p) for p in paths]):
                 _count(example, counts, label_map)
                 if counts.images <= samples:
-                    result.pictures.append(_save_picture(example, label_map, out, split, counts.images))
+                    try:
+                        result.pictures.append(_save_picture(example, label_map, out, split, counts, max_pixels))
+                    except ImageProblem as problem:
+                        counts.anomalies.append(f"{_filename(example, counts)}: not drawn: {problem}")
         except Exception as exc:  # a corrupt shard: TensorFlow's message names the record
             if "DataLoss" not in type(exc).__name__ and "InvalidArgument" not in type(exc).__name__:
                 raise
@@ -86,7 +96,7 @@ def _count(example, counts: SplitCounts, label_map: dict[int, str]) -> None:
     names = _names(example, label_map)
     counts.images_without_boxes += len(ids) == 0
     counts.boxes.update(names)
-    filename = example["image/filename"].decode() or f"record {counts.images}"
+    filename = _filename(example, counts)
     coords = [example[f"image/object/bbox/{k}"] for k in ("ymin", "xmin", "ymax", "xmax")]
     for i, (ymin, xmin, ymax, xmax) in enumerate(zip(*coords)):
         if not (0 <= xmin < xmax <= 1 and 0 <= ymin < ymax <= 1):
@@ -99,9 +109,15 @@ def _count(example, counts: SplitCounts, label_map: dict[int, str]) -> None:
                 counts.anomalies.append(f"{filename}: box {i} has class id {int(class_id)}, not in the label map")
 
 
-def _save_picture(example, label_map, out: Path, split: str, n: int) -> Path:
+def _filename(example, counts: SplitCounts) -> str:
+    return example["image/filename"].decode() or f"record {counts.images}"
+
+
+def _save_picture(example, label_map, out: Path, split: str, counts: SplitCounts, max_pixels: int) -> Path:
     boxes = list(zip(*[example[f"image/object/bbox/{k}"] for k in ("ymin", "xmin", "ymax", "xmax")]))
-    image = draw_boxes(example["image/encoded"], boxes, _names(example, label_map), example["image/object/class/label"])
+    names, ids = _names(example, label_map), example["image/object/class/label"]
+    image = draw_boxes(example["image/encoded"], boxes, names, ids, max_pixels=max_pixels)
+    n = counts.images
     stem = Path(example["image/filename"].decode() or "record").stem
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{split}_{n:02d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', stem)}.png"

@@ -12,6 +12,7 @@ from tabulate import tabulate
 
 from pipelines.atomic import atomic_folder
 from pipelines.draw import draw_boxes
+from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem
 
 GROUND_TRUTH_COLOUR = (255, 255, 255)
 DETECTIONS_FILE = "detections.json"  # every box of every image, for odlite browse
@@ -60,12 +61,12 @@ def _plot_confusion(path: Path, matrix: np.ndarray, names: list[str], min_score:
     plt.close(fig)
 
 
-def _draw_sample(image: dict, truth: list[dict], found: list[dict], labels: dict[int, str], min_score: float):
+def _draw_sample(image: dict, truth: list[dict], found: list[dict], labels: dict, min_score: float, max_pixels: int):
     w, h = image["width"], image["height"]
     shown = [d for d in found if d["score"] >= min_score and d["label"] in labels]
     boxes = [(d["box"][1] / h, d["box"][0] / w, d["box"][3] / h, d["box"][2] / w) for d in shown]
     names = [f"{labels[d['label']]} {d['score']:.2f}" for d in shown]
-    picture = draw_boxes(image["jpeg"], boxes, names, [d["label"] for d in shown])
+    picture = draw_boxes(image["jpeg"], boxes, names, [d["label"] for d in shown], max_pixels=max_pixels)
     draw = ImageDraw.Draw(picture)
     for t in truth:
         draw.rectangle(t["box"], outline=GROUND_TRUTH_COLOUR, width=1)
@@ -76,22 +77,39 @@ def _fmt(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
-def write_report(out: Path, metrics: dict, evaluator, detections, labels, matrix, min_score: float, samples: int):
-    """Everything is written to a temporary folder and moved into ``out`` at the end."""
+def write_report(
+    out: Path,
+    metrics: dict,
+    evaluator,
+    detections,
+    labels,
+    matrix,
+    min_score: float,
+    samples: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+):
+    """Everything is written to a temporary folder and moved into ``out`` at the end. A sample image past
+    ``max_pixels`` is not drawn (the metrics are still good): ``metrics["not_drawn"]`` names it and says why."""
     with atomic_folder(out) as tmp:
+        (tmp / "samples").mkdir()
+        pictures, not_drawn = [], []
+        for image in detections.images[:samples]:
+            truth = [t for t in detections.truth if t["image_id"] == image["id"]]
+            found = [d for d in detections.found if d["image_id"] == image["id"]]
+            name = f"{image['id']:03d}_{Path(image['filename']).stem or 'image'}.png"
+            try:
+                _draw_sample(image, truth, found, labels, min_score, max_pixels).save(tmp / "samples" / name)
+            except ImageProblem as problem:
+                not_drawn.append(f"{image['filename']}: {problem}")
+                continue
+            pictures.append(name)
+        if not_drawn:
+            metrics["not_drawn"] = not_drawn
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (tmp / DETECTIONS_FILE).write_text(json.dumps(_all_boxes(detections, labels), separators=(",", ":")))
         _plot_pr_curves(tmp / "pr_curves.png", evaluator, labels)
         names = list(labels.values())
         _plot_confusion(tmp / "confusion_matrix.png", matrix, names, min_score)
-        (tmp / "samples").mkdir()
-        pictures = []
-        for image in detections.images[:samples]:
-            truth = [t for t in detections.truth if t["image_id"] == image["id"]]
-            found = [d for d in detections.found if d["image_id"] == image["id"]]
-            name = f"{image['id']:03d}_{Path(image['filename']).stem or 'image'}.png"
-            _draw_sample(image, truth, found, labels, min_score).save(tmp / "samples" / name)
-            pictures.append(name)
         (tmp / "report.md").write_text(_markdown(metrics, matrix, names, min_score, pictures))
 
 
@@ -148,4 +166,5 @@ def _markdown(metrics: dict, matrix, names: list[str], min_score: float, picture
         "",
     ]
     lines += [f"![{p}](samples/{p})" for p in pictures]
+    lines += [f"Not drawn: {reason}" for reason in metrics.get("not_drawn", [])]
     return "\n".join(lines) + "\n"

@@ -9,27 +9,47 @@ the rest wait for a free interpreter. A SavedModel (the SSD's, or Faster R-CNN's
 server-side detector) is loaded once and shared: TensorFlow runs one graph from many
 threads, and the pool then only caps how many requests infer at once. A bad request gets a 4xx with the reason: no file
 (422, from FastAPI's validation), not an image (415), a corrupt or empty one (400), a
-body over the limit (413), an unknown class (400).
+body over the limit (413), an image past the pixel budget (413), an unknown class (400),
+a request from a web page whose origin is not allowed (403, see ``origins``).
+
+Nothing a client sends makes the server hold more than it allows. A body is counted as it
+streams (Starlette's ``RequestBodyLimitMiddleware``: a chunked upload declares no length)
+and reading stops at the limit, so the multipart parser's spool file never grows past it.
+An image's size is read from its header and checked against the pixel budget before it is
+decoded. And at most ``decoders`` requests at once read their upload and decode it (a
+picture still large after decoding keeps its slot through its inference), so N concurrent
+uploads cost ``decoders`` decodes of memory, not N.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from pipelines.detect import Model, load_model, saved_model_folder
 from pipelines.errors import OdliteError
-from pipelines.images import ImageProblem
+from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem, ImageTooLarge, Picture, open_image
+from pipelines.origins import OriginGate
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20
+MULTIPART_FRAMING = 64 * 1024  # a body may exceed its image by the multipart headers and boundaries
+STARLETTE_TOO_LARGE = "Content Too Large"  # the detail of RequestBodyLimitMiddleware's 413
+# A picture no larger than this waits for an interpreter without holding a decode slot: what a photo is
+# brought down to for a 320 or 640 px model (a 4000x3000 one to 500x375 or 1000x750, 0.6 or 2.3 MB).
+# Larger ones (a panorama, a model of unknown input size) keep their slot until their inference ends.
+SMALL_PICTURE = 16 * 2**20
 
 
 class ModelPool:
@@ -60,30 +80,73 @@ class ModelPool:
 
 
 def _why_image_fails(problem: ImageProblem) -> int:
-    text = str(problem)
-    if text.startswith("not an image"):
-        return 415
-    if text.startswith("image too large"):
+    if isinstance(problem, ImageTooLarge):
         return 413
-    return 400
+    return 415 if str(problem).startswith("not an image") else 400
 
 
 def create_app(
-    model_path: str | Path, pool_size: int = 2, max_upload: int = DEFAULT_MAX_UPLOAD, threads: int = 1
+    model_path: str | Path,
+    pool_size: int = 2,
+    max_upload: int = DEFAULT_MAX_UPLOAD,
+    threads: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    decoders: int | None = None,
+    allow_origins: list[str] | tuple[str, ...] = (),
 ) -> FastAPI:
+    """The app. ``decoders``: requests reading and decoding an image at once (default: ``pool_size``);
+    ``allow_origins``: the web pages (``scheme://host[:port]``) allowed to call it, none by default."""
     pool = ModelPool(Path(model_path), pool_size, threads)
+    body_limit = max_upload + MULTIPART_FRAMING
+    too_large = f"request body over the {max_upload} byte limit (--max-upload-mb)"
+
+    async def explain_413(request: Request, error: HTTPException) -> JSONResponse:
+        detail = too_large if error.detail == STARLETTE_TOO_LARGE else error.detail
+        return JSONResponse({"detail": detail}, status_code=413)
+
     app = FastAPI(
         title="odlite tag service",
         description=f"Object detection with `{pool.path.name}`; labels: {', '.join(pool.labels)}.",
         version="1",
+        exception_handlers={413: explain_413},
     )
+    # Each middleware added wraps the ones before it: the origin is checked first, then (for the pages
+    # allowed) CORS answers, then a declared length is checked, then the body is counted as it streams.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=body_limit)
 
     @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
+    async def refuse_declared_large_bodies(request: Request, call_next):
+        """Refused before a byte is read, in the same JSON (Starlette's would answer in plain text)."""
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_upload + 64 * 1024:  # multipart framing
-            return JSONResponse({"detail": f"request body over the {max_upload} byte limit"}, status_code=413)
+        if declared and declared.isdigit() and int(declared) > body_limit:
+            return JSONResponse({"detail": too_large}, status_code=413)
         return await call_next(request)
+
+    if allow_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"])
+    app.add_middleware(OriginGate, allowed=allow_origins, hint=" (odlite serve --allow-origin)")
+    slots = threading.BoundedSemaphore(max(1, decoders or pool_size))
+
+    def refuse(file: UploadFile, problem: ImageProblem) -> HTTPException:
+        return HTTPException(_why_image_fails(problem), f"{file.filename or 'upload'}: {problem}")
+
+    def check_header(file: UploadFile) -> None:
+        """Not an image, or past the pixel budget: answered from the first bytes, without waiting for a slot."""
+        if file.size:  # an empty upload is read() as one, to say so
+            try:
+                open_image(file.file, max_pixels)
+            except ImageProblem as problem:
+                raise refuse(file, problem) from None
+            file.file.seek(0)
+
+    def read(file: UploadFile) -> Picture:
+        data = file.file.read(max_upload + 1)
+        if len(data) > max_upload:
+            raise HTTPException(413, f"image over the {max_upload} byte limit (--max-upload-mb)")
+        try:
+            return pool.read(data, max_pixels)
+        except ImageProblem as problem:
+            raise refuse(file, problem) from None
 
     @app.get("/health")
     def health() -> dict:
@@ -104,16 +167,22 @@ def create_app(
         unknown = sorted(set(wanted or []) - set(pool.labels))
         if unknown:
             raise HTTPException(400, f"unknown class(es) {', '.join(unknown)}; known: {', '.join(pool.labels)}")
-        data = file.file.read(max_upload + 1)
-        if len(data) > max_upload:
-            raise HTTPException(413, f"image over the {max_upload} byte limit")
+        if file.size is not None and file.size > max_upload:  # known once parsed: refused without a slot
+            raise HTTPException(413, f"image over the {max_upload} byte limit (--max-upload-mb)")
+        check_header(file)
         start = time.perf_counter()
+        slots.acquire()  # the upload's bytes and its decode are in memory only while its request holds a slot
+        held = True
         try:
-            image = pool.read(data)
-        except ImageProblem as problem:
-            raise HTTPException(_why_image_fails(problem), f"{file.filename or 'upload'}: {problem}") from None
-        with pool.borrow() as model:
-            found = model(image)
+            image = read(file)
+            if image.rgb.nbytes <= SMALL_PICTURE:  # brought to the model's scale: it waits without a slot
+                slots.release()
+                held = False
+            with pool.borrow() as model:
+                found = model(image)
+        finally:
+            if held:
+                slots.release()
         found = [f for f in found if f.score >= min_score and (not wanted or f.label in wanted)][:max_boxes]
         tags = [
             {"label": f.label, "score": round(f.score, 4),
@@ -127,29 +196,37 @@ def create_app(
 
 
 SETTINGS_VARIABLE = "ODLITE_SERVE"
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def return_large_buffers_to_the_system() -> None:
+    """Have glibc map every allocation of 1 MB or more on its own, and unmap it once freed.
+
+    Otherwise, once a decode's buffers (Pillow's 16 MB blocks) are freed, glibc raises its mmap threshold
+    to their size and serves the next ones from per-thread arenas, which keep their memory: each of the
+    server's threads came to hold a decode's worth, and 16 concurrent 50 MP uploads, decoded two at a
+    time, peaked at 4.1 GB instead of 2.3 (make bench, --only limits). Elsewhere (macOS, musl) a no-op."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(M_MMAP_THRESHOLD, 2**20)
 
 
 def app_from_environment() -> FastAPI:
     """The app each uvicorn worker process builds, from the settings ``serve`` left in the environment."""
+    return_large_buffers_to_the_system()
     return create_app(**json.loads(os.environ[SETTINGS_VARIABLE]))
 
 
-def serve(
-    model_path,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    pool_size: int = 2,
-    max_upload=DEFAULT_MAX_UPLOAD,
-    threads: int = 1,
-    workers: int = 1,
-):
-    """Serve until stopped. ``workers`` > 1 runs that many processes (uvicorn's), each with its own pool."""
+def serve(model_path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **settings):
+    """Serve until stopped; ``settings`` are ``create_app``'s. ``workers`` > 1 runs that many processes
+    (uvicorn's), each with its own pool and its own ``decoders`` slots."""
     import uvicorn
 
     if workers > 1:
-        settings = {"model_path": str(model_path), "pool_size": pool_size, "max_upload": max_upload, "threads": threads}
-        os.environ[SETTINGS_VARIABLE] = json.dumps(settings)
+        os.environ[SETTINGS_VARIABLE] = json.dumps({"model_path": str(model_path), **settings})
         uvicorn.run("pipelines.serve:app_from_environment", factory=True, workers=workers, host=host, port=port)
         return
-    app = create_app(model_path, pool_size, max_upload, threads)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    return_large_buffers_to_the_system()
+    uvicorn.run(create_app(model_path, **settings), host=host, port=port, log_level="info")

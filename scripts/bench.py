@@ -266,6 +266,11 @@ def _trained_model(work: Path) -> Path:
     return demo if (demo / "checkpoint").exists() else work / "t" / "model"
 
 
+def _has_model(args) -> bool:
+    """Whether this run has a model to export: the training section's, --model-dir's or the demo's."""
+    return args.only is None or args.model_dir is not None or (ROOT / "models" / "tooth-demo" / "checkpoint").exists()
+
+
 def _int8_export(work: Path, model_dir: Path | None) -> Path:
     """The int8 export the serve and photo sections load (made once per run)."""
     export_dir = work / "export"
@@ -300,7 +305,7 @@ def main() -> int:
     parser.add_argument("--train-steps", type=int, default=100, help="timed training steps")
     parser.add_argument(
         "--only",
-        choices=["convert", "train", "tflite", "serve", "faster_rcnn", "photos", "browse"],
+        choices=["convert", "train", "tflite", "serve", "limits", "faster_rcnn", "photos", "browse"],
         help="run one section",
     )
     parser.add_argument("--frcnn-steps", type=int, default=5, help="timed Faster R-CNN training steps (640 px)")
@@ -327,6 +332,12 @@ def main() -> int:
             export_dir = _int8_export(Path(work), args.model_dir)
             serve = bench_serve(export_dir, Path(work), args.clients, args.seconds)
             results["serve"] = {**serve, "measured_at": stamp}
+        if args.only in (None, "limits"):
+            from bench_limits import bench_limits
+
+            export_dir = _int8_export(Path(work), args.model_dir) if _has_model(args) else None
+            model = export_dir / "model_int8.tflite" if export_dir else None
+            results["serve_limits"] = {**bench_limits(model, Path(work), args.clients), "measured_at": stamp}
         if args.only in (None, "photos"):
             export_dir = _int8_export(Path(work), args.model_dir)
             photos = bench_real_photos(export_dir / "model_int8.tflite", Path(work), args.clients, args.photo_seconds)

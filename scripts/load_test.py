@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 
-def load_test(model: Path, jpeg: bytes, interpreters: int, clients: int, seconds: float, *options: str) -> dict:
-    """``clients`` threads POST /tag for ``seconds`` against a real server on loopback."""
+@contextlib.contextmanager
+def serving(model: Path, *options: str):
+    """``odlite serve --model MODEL OPTIONS`` on a free loopback port, answering /health: (its URL, its process)."""
     import socket
-    import statistics
     import subprocess
     import sys
-    import threading
 
     import httpx
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(model), "--port", str(port),
-               "--interpreters", str(interpreters), *options]  # fmt: skip
+    command = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(model), "--port", str(port), *options]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -30,6 +29,20 @@ def load_test(model: Path, jpeg: bytes, interpreters: int, clients: int, seconds
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
+        yield url, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def load_test(model: Path, jpeg: bytes, interpreters: int, clients: int, seconds: float, *options: str) -> dict:
+    """``clients`` threads POST /tag for ``seconds`` against a real server on loopback."""
+    import statistics
+    import threading
+
+    import httpx
+
+    with serving(model, "--interpreters", str(interpreters), *options) as (url, _):
         latencies, errors, lock = [], [0], threading.Lock()
         deadline = time.monotonic() + seconds
 
@@ -54,9 +67,6 @@ def load_test(model: Path, jpeg: bytes, interpreters: int, clients: int, seconds
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     cuts = statistics.quantiles(latencies, n=100)
     return {
         "interpreters": interpreters,

@@ -373,16 +373,26 @@ def exported_model(trained_model, tmp_path_factory) -> Path:
     return built_once(tmp_path_factory, "exported", build) / "tooth"
 
 
+@pytest.fixture(scope="session")
+def stub_tflite(tmp_path_factory) -> Path:
+    """A stub .tflite detector and its labelmap.txt (``made.write_stub_tflite``), built once per run."""
+    from made import write_stub_tflite
+
+    return built_once(tmp_path_factory, "stub-tflite", write_stub_tflite) / "model.tflite"
+
+
 @contextlib.contextmanager
-def running_server(model: Path, *options: str, wait: float = 180):
-    """``odlite serve --model MODEL OPTIONS`` on a free loopback port, up and answering /health; its URL."""
+def running_server(model: Path, *options: str, wait: float = 180, env: dict | None = None):
+    """``odlite serve --model MODEL OPTIONS`` on a free loopback port, up and answering /health; its URL.
+    ``env``: variables to set for the server process."""
     import httpx
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "pipelines.cli", "serve", "--model", str(model), "--port", str(port), *options]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    environment = {**os.environ, **env} if env else None
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + wait

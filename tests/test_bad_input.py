@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ITEMS, LABEL_MAP, copy_model, jpeg_bytes, records, write_coco, write_images, write_seed
+from made import png16
 
 from pipelines.cli import main
 
@@ -67,6 +68,11 @@ CASES = {
     "empty-image": (lambda r: (r / "img_train" / "b.jpg").write_bytes(b""), "img_train/b.jpg", "empty file"),
     "unknown-label": (lambda r: _label(r, "molar"), "json_train/b.json", "known labels: normal, caries"),
     "wrong-shape": (lambda r: _set_region(r, name="point"), "json_train/b.json", "'point' is not supported"),
+    "too-many-pixels": (  # a 125 KB PNG that decodes to 128 MB, refused from its header
+        lambda r: (r / "img_train" / "b.jpg").write_bytes(png16(8000, 8000)),
+        "img_train/b.jpg",
+        "image too large: 8000x8000 is 64 megapixels, over the limit of 50 (--max-megapixels)",
+    ),
 }
 
 
@@ -283,3 +289,14 @@ def test_package_refuses_an_archive_inside_the_export(tmp_path, capsys):
     assert main(["package", str(export_dir), "--out", str(export_dir / "tooth.tar.gz")]) == 1
     assert "lies inside the export folder" in capsys.readouterr().err
     assert [p.name for p in export_dir.iterdir()] == ["export.json"]
+
+
+def test_max_megapixels_moves_the_limit(dataset, tmp_path, capsys):
+    # b is 80x60, 4800 pixels; the other images are smaller
+    assert _convert(dataset, tmp_path / "out", "--max-megapixels", "0.0045") == 1
+    assert (
+        "img_train/b.jpg: image too large: 80x60 is 0.0048 megapixels, over the limit of 0.0045"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists()
+    assert _convert(dataset, tmp_path / "out", "--max-megapixels", "0.0048") == 0

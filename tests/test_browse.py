@@ -245,3 +245,45 @@ def test_a_checkpoint_beside_its_int8_export(trained_model, exported_model, tmp_
         assert page.locator("rect.det").count() > drawn  # weaker detections join
         page.click("#tab-report")
         assert page.locator("#report-view img.plot").count() == 4  # PR curves and confusion matrix of each
+
+
+def test_only_the_page_itself_may_call_its_api():
+    """Same-origin requests (the page's own) are served; another page's, or one that reaches 127.0.0.1 through
+    a name of its own (DNS rebinding), get 403 with the reason."""
+    import asyncio
+    import concurrent.futures
+    from types import SimpleNamespace
+
+    import httpx
+
+    from pipelines.browse import create_app
+
+    browser = SimpleNamespace(images=SimpleNamespace(images=[]), summary=lambda threshold: {"threshold": threshold})
+    own, rebound = {"Host": "127.0.0.1:8080"}, {"Host": "attacker.example:8080"}
+
+    async def answers(app, *requests):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8080"
+        ) as client:
+            return [await client.get("/api/summary", headers=headers) for headers in requests]
+
+    served = [own, {**own, "Origin": "http://127.0.0.1:8080"}, {"Host": "localhost:8080"}, {"Host": "[::1]:8080"}]
+    refused = [
+        {**own, "Origin": "http://attacker.example"},
+        rebound,
+        {**rebound, "Origin": "http://attacker.example:8080"},
+    ]
+
+    def run(coroutine):  # in a thread of its own: Playwright's sync API keeps an event loop running in this one
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            return thread.submit(asyncio.run, coroutine).result()
+
+    results = run(answers(create_app(browser), *served, *refused))
+    assert [r.status_code for r in results] == [200] * len(served) + [403] * len(refused)
+    assert results[0].json() == {"threshold": 0.5}
+    assert "Origin http://attacker.example is not allowed (only the page itself is)" in results[4].json()["detail"]
+    assert "Host 'attacker.example:8080' is not a loopback name" in results[5].json()["detail"]
+    # Listening on another address (--host 0.0.0.0), any name reaches it, and still only from the page itself.
+    anywhere = create_app(browser, loopback_only=False)
+    results = run(answers(anywhere, rebound, {**rebound, "Origin": "http://attacker.example:8080"}, refused[0]))
+    assert [r.status_code for r in results] == [200, 200, 403]

@@ -184,3 +184,28 @@ def test_pictures_of_images_with_the_same_name_never_overwrite_each_other(tmp_pa
             assert drawn.width == widths[image]  # each picture is of its own image
     again = picture_names([Path("x/P.jpg"), Path("y/p.jpg"), Path("z/p-2.png"), Path("w/p.gif")])
     assert again == ["P", "p-2", "p-2-2", "p-3"]  # case-insensitive filesystems would merge P.png and p.png
+
+
+def test_an_image_past_the_pixel_budget_is_refused_and_named(stub_tflite, tmp_path, capsys):
+    """Refused from its header (a 125 KB PNG of 64 megapixels): named with its size and the limit, exit 1 when
+    nothing else was read, no picture of it; --max-megapixels moves the limit."""
+    from conftest import jpeg_bytes
+    from made import png16
+
+    from pipelines.cli import main
+
+    (tmp_path / "bomb.png").write_bytes(png16(8000, 8000))
+    (tmp_path / "photo.jpg").write_bytes(jpeg_bytes(300, 200))
+    out = tmp_path / "out"
+    command = ["detect", "--quiet", "--model", str(stub_tflite), "--out", str(out)]
+    assert main([*command, str(tmp_path / "bomb.png")]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'bomb.png'}: image too large: 8000x8000 is 64 megapixels, over the limit of 50" in err
+    assert sorted(p.name for p in out.iterdir()) == ["detections.json"]  # no picture, no temporary file
+    skipped = json.loads((out / "detections.json").read_text())["skipped"]
+    assert [s["image"] for s in skipped] == [str(tmp_path / "bomb.png")] and "64 megapixels" in skipped[0]["reason"]
+
+    assert main([*command, "--max-megapixels", "0.05", str(tmp_path / "photo.jpg")]) == 1
+    assert "300x200 is 0.06 megapixels, over the limit of 0.05" in capsys.readouterr().err
+    assert main([*command, str(tmp_path / "photo.jpg")]) == 0
+    assert (out / "photo.png").exists()

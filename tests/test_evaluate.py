@@ -49,3 +49,27 @@ def test_confusion_matrix_counts_confusions_misses_and_false_alarms():
     matrix = confusion_matrix(_detections(found), [1, 2], min_score=0.5)
     # rows: normal, caries, background; columns: normal, caries, missed
     assert matrix.tolist() == [[0, 1, 0], [0, 0, 1], [1, 0, 0]]
+
+
+def test_a_sample_image_past_the_pixel_budget_is_named_not_drawn(tmp_path):
+    """The metrics stand; the picture of an image past the budget is left out, and the report says which and why."""
+    import json
+
+    from conftest import jpeg_bytes
+    from made import png16
+
+    from pipelines.report import write_report
+
+    detections = _detections([([10, 10, 40, 60], 1, 0.9)])
+    detections.images[0]["jpeg"] = jpeg_bytes(100, 100)
+    detections.images.append(
+        {"id": 2, "width": 400, "height": 300, "filename": "img_val/b.png", "jpeg": png16(400, 300)}
+    )
+    metrics, evaluator = coco_evaluate(detections, LABELS)
+    metrics.update(model="exported/m/model.tflite", images=2, images_per_second=1.0)  # what score() adds
+    matrix = confusion_matrix(detections, [1, 2], min_score=0.5)
+    write_report(tmp_path / "report", metrics, evaluator, detections, LABELS, matrix, 0.5, 6, max_pixels=100_000)
+    assert [p.name for p in (tmp_path / "report" / "samples").iterdir()] == ["001_a.png"]
+    reason = "img_val/b.png: image too large: 400x300 is 0.12 megapixels, over the limit of 0.1"
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["not_drawn"][0].startswith(reason)
+    assert f"Not drawn: {reason}" in (tmp_path / "report" / "report.md").read_text()

@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 from conftest import LABEL_MAP, Item, jpeg_bytes, records, seed_json
-from PIL import Image
+from made import png16
+from PIL import Image, ImageFile
 
 from pipelines.convert import convert
-from pipelines.images import ImageProblem, prepare_image
+from pipelines.images import ImageProblem, ImageTooLarge, load_picture, prepare_image
 
 
 def _decode(jpeg: bytes) -> np.ndarray:
@@ -108,7 +109,7 @@ def test_unusable_images_raise(data, reason):
         prepare_image(data)
 
 
-def test_a_jpeg_is_decoded_no_larger_than_the_model_needs_and_keeps_its_frame():
+def test_a_picture_is_decoded_no_larger_than_the_model_needs_and_keeps_its_frame():
     from pipelines.images import load_picture
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), dtype=np.uint8))
@@ -124,8 +125,9 @@ def test_a_jpeg_is_decoded_no_larger_than_the_model_needs_and_keeps_its_frame():
     exif[0x0112] = 6
     turned = load_picture(_encode(image, "JPEG", exif=exif.tobytes()), lambda w, h: (300, 500))
     assert (turned.width, turned.height) == (1080, 1920) and turned.rgb.shape == (960, 540, 3)
-    # Other formats decode in full; a truncated JPEG still fails when decoded small.
-    assert load_picture(_encode(image, "PNG"), square).rgb.shape == (1080, 1920, 3)
+    # Other formats decode in full, then are reduced by the same factors; a truncated JPEG still fails.
+    png = _encode(image, "PNG")
+    assert load_picture(png, square).rgb.shape == (540, 960, 3) and load_picture(png).rgb.shape == (1080, 1920, 3)
     with pytest.raises(ImageProblem, match="truncated"):
         load_picture(data[: len(data) // 2], square)
 
@@ -156,3 +158,61 @@ def test_records_of_large_photos_decode_small_with_ground_truth_in_full_pixels(t
     assert full["image"].shape == (1000, 1400, 3) and reduced["image"].shape == (500, 700, 3)
     np.testing.assert_array_equal(reduced["groundtruth_boxes"], full["groundtruth_boxes"])
     assert (int(reduced["height"]), int(reduced["width"])) == (1000, 1400)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"])
+def test_the_pixel_budget_is_checked_on_the_header_before_any_pixel_is_decoded(fmt, monkeypatch):
+    data = jpeg_bytes(300, 200, fmt=fmt)
+    assert load_picture(data, max_pixels=60_000).rgb.shape == (200, 300, 3)  # at the limit: read
+
+    def decode(image):
+        raise AssertionError(f"{image.format} decoded before its size was checked")
+
+    monkeypatch.setattr(Image.Image, "load", decode)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
+    for read in (lambda: load_picture(data, lambda w, h: (32, 32), 50_000), lambda: prepare_image(data, 50_000)):
+        with pytest.raises(ImageTooLarge, match=r"300x200 is 0\.06 megapixels, over the limit of 0\.05"):
+            read()
+
+
+def test_a_small_png_of_tens_of_millions_of_pixels_is_refused_by_default():
+    bomb = png16(8000, 8000)
+    assert len(bomb) < 200_000
+    with pytest.raises(ImageTooLarge, match="8000x8000 is 64 megapixels, over the limit of 50 .--max-megapixels."):
+        load_picture(bomb, lambda w, h: (320, 320))
+
+
+def test_sixteen_bit_greyscale_becomes_eight_bit_without_a_wide_copy():
+    """A float64 copy of the image (the former conversion) is 8 bytes a pixel: 400 MB at 50 megapixels."""
+    import tracemalloc
+
+    from pipelines.images import _eight_bit
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 65536, (1000, 1200), dtype=np.uint16)
+    values[0, :4] = (0, 128, 40000, 65535)
+    image = Image.fromarray(values)
+    assert image.mode == "I;16"
+    tracemalloc.start()
+    try:
+        eight = _eight_bit(image)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * values.size, f"{peak / values.size:.1f} bytes a pixel allocated converting 16-bit greyscale"
+    assert eight.mode == "L" and eight.size == image.size
+    expected = np.round(values.astype(np.float64) * 255 / 65535)  # the reference, in the test only
+    assert np.abs(np.asarray(eight).astype(int) - expected).max() == 0
+    assert np.asarray(eight)[0, :4].tolist() == [0, 0, 156, 255]
+
+
+def test_a_sixteen_bit_png_is_read_reduced_and_upright():
+    big = np.zeros((1600, 2400), np.uint16)
+    big[:400, :400] = 65535  # a white top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned clockwise: 1600 wide, 2400 high
+    data = _encode(Image.fromarray(big), "PNG", exif=exif.tobytes())
+    picture = load_picture(data, lambda w, h: (320, 320))
+    assert (picture.width, picture.height) == (1600, 2400) and picture.rgb.shape == (600, 400, 3)  # 1/4
+    assert picture.rgb.dtype == np.uint8 and picture.rgb[5, -5].tolist() == [255, 255, 255]  # now top-right
+    assert picture.rgb[-5, 5].tolist() == [0, 0, 0]

@@ -107,6 +107,9 @@ def test_inspect_flags_records_from_elsewhere_with_bad_boxes(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "data")]) == 1
     err = capsys.readouterr().err
     assert "not in [0, 1]" in err and "class id 5, not in the label map" in err
+    assert "not drawn" not in err
+    assert main(["inspect", str(tmp_path / "data"), "--max-megapixels", "0.00005"]) == 1
+    assert "record 1: not drawn: image too large: 10x10 is 0.0001 megapixels" in capsys.readouterr().err
 
 
 def test_label_map_round_trip_and_errors():
