@@ -116,7 +116,7 @@ def image_key(images: list[dict]) -> list[tuple]:
 
 
 def read_eval_images(config: Path) -> EvalImages:
-    from pipelines.experiment import load_train_spec
+    from pipelines.config.experiment import load_train_spec
     from pipelines.tfrecord import read_examples
 
     spec = load_train_spec(config)

@@ -10,10 +10,10 @@ from pathlib import Path
 from tabulate import tabulate
 
 from pipelines import __version__
+from pipelines.config.pipeline_config import ALIASES
 from pipelines.console import quiet_tensorflow
 from pipelines.errors import OdliteError, Problem
 from pipelines.images import DEFAULT_MAX_PIXELS
-from pipelines.pipeline_config import ALIASES
 
 MAX_LISTED = 20
 
@@ -71,7 +71,7 @@ def cmd_convert(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from pipelines.pipeline_config import PLACEHOLDER, load_pipeline_config, patch_config, show
+    from pipelines.config.pipeline_config import PLACEHOLDER, load_pipeline_config, patch_config, show
 
     changes = patch_config(args.base, args.out, args.assignments, overwrite=args.overwrite)
     for path, old, new in changes:

@@ -98,7 +98,7 @@ def _tflite_model(path: Path, threads: int) -> Model:
 def _saved_model(path: Path) -> Model:
     import tensorflow as tf
 
-    from pipelines.experiment import load_train_spec
+    from pipelines.config.experiment import load_train_spec
 
     labels_file = path.parent / LABELS_FILE
     if not labels_file.exists():
@@ -117,9 +117,9 @@ def _saved_model(path: Path) -> Model:
 
 def _checkpoint_model(path: Path, checkpoint: str | None, say) -> Model:
 
+    from pipelines.config.experiment import load_train_spec
+    from pipelines.config.label_map import read_label_map
     from pipelines.evaluate import checkpoint_detector, pipeline_input_size
-    from pipelines.experiment import load_train_spec
-    from pipelines.label_map import read_label_map
 
     spec = load_train_spec(resolve_config(None, path))
     checkpoint = chosen_checkpoint(path, checkpoint, say)

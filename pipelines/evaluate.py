@@ -33,13 +33,13 @@ from pipelines.artifacts import (
     resolve_config,
 )
 from pipelines.atomic import refuse_overlap
+from pipelines.config.experiment import TrainSpec, build_network, load_train_spec, read_weights
+from pipelines.config.label_map import read_label_map
 from pipelines.console import progress_bar
 from pipelines.error_analysis import iou
 from pipelines.errors import OdliteError
-from pipelines.experiment import TrainSpec, build_network, load_train_spec, read_weights
 from pipelines.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.images import DEFAULT_MAX_PIXELS
-from pipelines.label_map import read_label_map
 from pipelines.model import normalize_pixels
 from pipelines.resize import resize_to_input
 from pipelines.tfrecord import decode_for_input, feature_spec

@@ -50,13 +50,13 @@ from pipelines.artifacts import (
 )
 from pipelines.atomic import atomic_folder, refuse_overlap, tempfiles_in
 from pipelines.best_checkpoint import chosen_checkpoint
+from pipelines.config.experiment import TrainSpec, load_train_spec, restored_network
+from pipelines.config.label_map import read_label_map
 from pipelines.console import native_stderr
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
-from pipelines.experiment import TrainSpec, load_train_spec, restored_network
 from pipelines.export_report import report_markdown
 from pipelines.faster_rcnn import detect as faster_rcnn_detect
-from pipelines.label_map import read_label_map
 from pipelines.model import ModelSpec, normalize_pixels
 from pipelines.resize import resize_to_input
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from natsort import natsorted
 
+from pipelines.config.label_map import read_label_map
 from pipelines.draw import draw_boxes
 from pipelines.errors import OdliteError
 from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem
-from pipelines.label_map import read_label_map
 from pipelines.tfrecord import read_examples
 
 _RECORD_FILE = re.compile(r"\.(tfrecord|record)s?(-\d+-of-\d+)?$|-\d+-of-\d+\.(tfrecord|record)s?$")

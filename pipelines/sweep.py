@@ -39,8 +39,8 @@ from pathlib import Path
 import yaml
 
 from pipelines.atomic import refuse_overlap, write_text_atomically
+from pipelines.config.pipeline_config import patch_config
 from pipelines.errors import OdliteError
-from pipelines.pipeline_config import patch_config
 
 BASE = "base"  # a parameter a listed point leaves as the base config has it
 
@@ -127,8 +127,8 @@ def sweep(
 ) -> SweepResult:
     from pipelines.artifacts import config_inputs
     from pipelines.best_checkpoint import best_metrics
+    from pipelines.config.experiment import load_train_spec
     from pipelines.evaluate import evaluate
-    from pipelines.experiment import load_train_spec
     from pipelines.train import train
 
     grid, out = read_grid(grid_path), Path(out)

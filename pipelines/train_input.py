@@ -15,7 +15,7 @@ from official.vision.ops import anchor
 
 from pipelines.artifacts import glob_inputs
 from pipelines.augment import augmenter
-from pipelines.experiment import TrainSpec
+from pipelines.config.experiment import TrainSpec
 from pipelines.faster_rcnn import rpn_labeller
 from pipelines.resize import resize_to_input
 from pipelines.tfrecord import decode_for_input

@@ -35,8 +35,8 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras
 
+from pipelines.config.experiment import TrainSpec
 from pipelines.errors import OdliteError
-from pipelines.experiment import TrainSpec
 
 KERAS_WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"
 KERAS_RESNET_WEIGHTS = "resnet{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5"

@@ -78,7 +78,7 @@ def bench_convert(work: Path, images: int, repeats: int) -> dict:
 def sample_config(work: Path, base: str, name: str, batch_size: int, splits: dict | None = None) -> tuple[Path, Path]:
     """A shipped config pointed at generated and converted sample data (made once per split sizes):
     (config, data folder)."""
-    from pipelines.pipeline_config import patch_config
+    from pipelines.config.pipeline_config import patch_config
 
     sizes = "-".join(f"{k}{v}" for k, v in (splits or {}).items()) or "full"
     src, data = work / f"sample-{sizes}", work / f"data-{sizes}"
@@ -132,8 +132,8 @@ def bench_training(work: Path, steps: int, warmup: int) -> dict:
     shutil.copytree(work / f"model{batches[0]}", work / "model")
     config, data = sample_config(work, "ssd_mobilenet_v2_fpnlite_320x320.config", "bench-eval", 8)
 
+    from pipelines.config.experiment import load_train_spec
     from pipelines.evaluate import checkpoint_detector, run_detector
-    from pipelines.experiment import load_train_spec
 
     spec = load_train_spec(config)
     detect = checkpoint_detector(spec, tf.train.latest_checkpoint(str(work / "model")))
@@ -148,7 +148,7 @@ def bench_training(work: Path, steps: int, warmup: int) -> dict:
 def bench_input_pipeline(config: Path, batch_size: int, batches: int) -> dict:
     """The training input pipeline alone (decode, augment, resize, anchor labelling) on every core: the
     rate it could feed an accelerator at, to set beside the training rate."""
-    from pipelines.experiment import load_train_spec
+    from pipelines.config.experiment import load_train_spec
     from pipelines.train_input import train_dataset
 
     batches_in = iter(train_dataset(load_train_spec(config), batch_size))
@@ -173,7 +173,7 @@ def model_gmac(config: Path) -> float:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from pipelines.experiment import load_train_spec
+    from pipelines.config.experiment import load_train_spec
     from pipelines.model import build_model
 
     spec = load_train_spec(config).model
@@ -191,7 +191,7 @@ def model_gmac(config: Path) -> float:
 
 def bench_tflite(model_dir: Path, work: Path, runs: int) -> dict:
     """Export ``model_dir`` and time each variant: median of ``runs`` invokes after warm-up, 1 and 2 threads."""
-    from pipelines.experiment import load_train_spec
+    from pipelines.config.experiment import load_train_spec
     from pipelines.export import VARIANTS, export, first_validation_image
     from pipelines.tflite_runner import median_latency_ms
 
@@ -226,8 +226,8 @@ def bench_faster_rcnn(work: Path, steps: int, clients: int, seconds: float) -> d
     steps, evaluation images/s, and a load test of /tag on its SavedModel (pool of 2)."""
     import tensorflow as tf
 
+    from pipelines.config.experiment import load_train_spec
     from pipelines.evaluate import checkpoint_detector, run_detector
-    from pipelines.experiment import load_train_spec
     from pipelines.export import export
 
     config, data = sample_config(work, "faster_rcnn_resnet50_fpn_640.config", "frcnn", 2, {"train": 16, "val": 16})

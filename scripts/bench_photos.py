@@ -112,8 +112,8 @@ def bench_tag(model: Path, root: Path, clients: int, seconds: float, pools=(2,))
 
 def bench_input(config: Path, data: Path, work: Path, batches: int = 15) -> dict:
     """The training input pipeline alone (decode, augment, resize, label) on the 1080p photos' records."""
-    from pipelines.experiment import load_train_spec
-    from pipelines.pipeline_config import patch_config
+    from pipelines.config.experiment import load_train_spec
+    from pipelines.config.pipeline_config import patch_config
     from pipelines.train_input import train_dataset
 
     patched = work / "photos.config"

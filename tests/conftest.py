@@ -208,7 +208,7 @@ def record_boxes(example: dict) -> list[tuple]:
 def supported_leaves(types: tuple[str, ...] = ()) -> list[str]:
     """Every scalar field odlite accepts (of ``types`` only, when given), by dotted path; a repeated
     block's index is ``[*]``."""
-    from pipelines.pipeline_schema import MESSAGES, ROOT, SUPPORTED
+    from pipelines.config.pipeline_schema import MESSAGES, ROOT, SUPPORTED
 
     leaves = []
 
@@ -279,7 +279,7 @@ CONFIDENT = 0.3
 
 def patched_config(out: Path, data_dir: Path, base: Path = TOOTH_CONFIG, **settings) -> Path:
     """A shipped tooth config pointed at ``data_dir``, with ``settings`` applied through the config verb."""
-    from pipelines.pipeline_config import patch_config
+    from pipelines.config.pipeline_config import patch_config
 
     assignments = [
         f"train_input_path={data_dir}/train-*.tfrecord",

@@ -259,7 +259,7 @@ def test_detect_refuses_to_draw_over_its_images(tmp_path, capsys, monkeypatch):
 
 
 def test_train_refuses_a_model_dir_holding_the_data(tiny_config, capsys):
-    from pipelines.experiment import load_train_spec
+    from pipelines.config.experiment import load_train_spec
 
     data = Path(load_train_spec(tiny_config).train_paths[0]).parent
     before = _tree(data)
@@ -270,7 +270,7 @@ def test_train_refuses_a_model_dir_holding_the_data(tiny_config, capsys):
 
 
 def test_eval_refuses_to_replace_the_model_dir_or_the_data(tiny_model, tiny_config, tmp_path, capsys):
-    from pipelines.experiment import load_train_spec
+    from pipelines.config.experiment import load_train_spec
 
     model_dir = copy_model(tiny_model, tmp_path / "m")
     data = Path(load_train_spec(tiny_config).eval_paths[0]).parent

@@ -32,14 +32,14 @@ import tensorflow as tf
 import tf_keras
 from conftest import FASTER_RCNN_CONFIG, LABEL_MAP, TOOTH_CONFIG, in_two_processes, supported_leaves
 
+from pipelines.config.experiment import train_spec
+from pipelines.config.label_map import read_label_map
+from pipelines.config.pipeline_config import PipelineConfig, parse_pipeline_config
+from pipelines.config.pipeline_schema import ENUMS, NO_OPS, ROOT, message_spec
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset, pipeline_input_size
-from pipelines.experiment import train_spec
 from pipelines.export import tflite_post_processing
-from pipelines.label_map import read_label_map
 from pipelines.model import build_model, normalize_pixels
-from pipelines.pipeline_config import PipelineConfig, parse_pipeline_config
-from pipelines.pipeline_schema import ENUMS, NO_OPS, ROOT, message_spec
 from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, make_optimizer
 from pipelines.train_input import train_dataset
 

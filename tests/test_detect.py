@@ -24,7 +24,7 @@ from pipelines.resize import resize_to_input
 @pytest.fixture(scope="module")
 def photos(exported_model, tmp_path_factory):
     """Four validation images as JPEG files, with their original bytes."""
-    from pipelines.experiment import load_train_spec
+    from pipelines.config.experiment import load_train_spec
 
     spec = load_train_spec(exported_model / "pipeline.config")
     folder = tmp_path_factory.mktemp("photos")

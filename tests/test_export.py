@@ -14,9 +14,9 @@ from conftest import LEARNING_SIZE, TOOLS_PYTHON
 
 from pipelines.android_check import PIXEL_TOLERANCE, _unmatched, as_mediapipe_reports, check_with_mediapipe
 from pipelines.artifacts import label_lines
+from pipelines.config.experiment import load_train_spec
 from pipelines.errors import OdliteError
 from pipelines.evaluate import checkpoint_detector, eval_dataset
-from pipelines.experiment import load_train_spec
 from pipelines.export import VARIANTS, export
 from pipelines.package import package
 from pipelines.tflite_metadata import read_metadata

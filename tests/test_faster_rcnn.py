@@ -14,10 +14,10 @@ import tensorflow as tf
 import tf_keras
 from conftest import FASTER_RCNN_CONFIG, in_two_processes, patched_config, running_server
 
+from pipelines.config.experiment import train_spec
+from pipelines.config.pipeline_config import load_pipeline_config, parse_pipeline_config
 from pipelines.errors import OdliteError
-from pipelines.experiment import train_spec
 from pipelines.faster_rcnn import FasterRcnnSpec, build_faster_rcnn, detect, fit_images
-from pipelines.pipeline_config import load_pipeline_config, parse_pipeline_config
 
 ZOO = Path(__file__).resolve().parent / "data" / "faster_rcnn_resnet50_v1_fpn_640x640_coco17_tpu-8.config"
 FRCNN = "model.faster_rcnn"
@@ -274,7 +274,7 @@ def small_spec(tmp_path_factory, tooth_data):
 
 
 def _with_checkpoint(config: Path, source: str, kind: str = "classification"):
-    from pipelines.pipeline_config import parse_pipeline_config
+    from pipelines.config.pipeline_config import parse_pipeline_config
 
     patched = parse_pipeline_config(config.read_text(), str(config))
     patched.set_many([("fine_tune_checkpoint", source), ("train_config.fine_tune_checkpoint_type", kind)])
@@ -323,7 +323,7 @@ def test_missing_or_wrong_pretrained_weights_say_what_was_expected(small_spec, t
 def test_a_seeded_input_repeats_each_rpn_minibatch(small_spec):
     """The RPN's anchor minibatch is drawn from each example's own seed, so parallel input threads
     cannot reorder the random numbers: the same seed gives the same targets, another seed others."""
-    from pipelines.experiment import load_train_spec
+    from pipelines.config.experiment import load_train_spec
     from pipelines.train_input import train_dataset
 
     spec = load_train_spec(small_spec)
@@ -391,7 +391,7 @@ def test_export_writes_a_saved_model_with_the_ssd_signature_scored_like_the_chec
     assert set(out) == {"detection_boxes", "detection_classes", "detection_scores", "num_detections"}
     assert out["detection_classes"].dtype == tf.int32 and out["num_detections"].dtype == tf.int32
     # What the checkpoint finds on the same picture (the config's score threshold is 0: there are boxes).
-    from pipelines.experiment import load_train_spec, restored_network
+    from pipelines.config.experiment import load_train_spec, restored_network
 
     spec = load_train_spec(frcnn_export / "pipeline.config").model
     ours = detect(restored_network(spec, tf.train.latest_checkpoint(str(frcnn_model))), spec, image)

@@ -18,8 +18,8 @@ from conftest import (
     write_voc,
 )
 
+from pipelines.config.label_map import read_label_map
 from pipelines.convert import convert
-from pipelines.label_map import read_label_map
 
 
 def _check_all_items(out, items=ITEMS):

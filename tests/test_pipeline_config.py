@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import FASTER_RCNN_CONFIG, supported_leaves
 
-from pipelines import textproto
-from pipelines.errors import OdliteError
-from pipelines.pipeline_config import (
+from pipelines.config import textproto
+from pipelines.config.pipeline_config import (
     ALIASES,
     COSINE,
     check_paths_resolved,
@@ -19,6 +18,7 @@ from pipelines.pipeline_config import (
     parse_pipeline_config,
     patch_config,
 )
+from pipelines.errors import OdliteError
 
 ZOO_NAME = "ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8.config"
 ZOO = Path(__file__).resolve().parent / "data" / ZOO_NAME  # a copy, so a clean clone has it

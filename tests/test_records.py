@@ -12,9 +12,9 @@ import tensorflow as tf
 from conftest import LABEL_MAP, records, write_seed
 
 from pipelines.cli import main
+from pipelines.config.label_map import format_label_map, parse_label_map
 from pipelines.convert import convert
 from pipelines.inspect_data import inspect_records
-from pipelines.label_map import format_label_map, parse_label_map
 from pipelines.sample_data import generate
 
 

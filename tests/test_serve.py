@@ -21,7 +21,7 @@ def server(exported_model):
 
 @pytest.fixture(scope="module")
 def jpeg(exported_model) -> bytes:
-    from pipelines.experiment import load_train_spec
+    from pipelines.config.experiment import load_train_spec
 
     spec = load_train_spec(exported_model / "pipeline.config")
     records = [p for pattern in spec.eval_paths for p in tf.io.gfile.glob(pattern)]

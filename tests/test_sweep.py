@@ -9,8 +9,8 @@ import pytest
 from conftest import copy_model
 from PIL import Image
 
+from pipelines.config.pipeline_config import load_pipeline_config, patch_config
 from pipelines.errors import OdliteError
-from pipelines.pipeline_config import load_pipeline_config, patch_config
 from pipelines.sweep import point_name, read_grid, sweep
 
 GRID = """

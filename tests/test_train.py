@@ -17,8 +17,8 @@ import tf_keras
 from conftest import LEARNING_STEPS, copy_model, patched_config
 
 from pipelines.augment import augmenter, crop_image, horizontal_flip
+from pipelines.config.experiment import LearningRate, load_train_spec
 from pipelines.errors import OdliteError
-from pipelines.experiment import LearningRate, load_train_spec
 from pipelines.train import CosineDecayWithWarmup, train
 
 
@@ -245,7 +245,7 @@ def test_checkpoints_resume_and_warm_start_from_odlite(tiny_config, tiny_model, 
              if v.tag == "loss/total_loss"}  # fmt: skip
     assert steps == {3}
 
-    from pipelines.pipeline_config import patch_config
+    from pipelines.config.pipeline_config import patch_config
 
     patch_config(
         tiny_config,
@@ -291,7 +291,7 @@ def test_batch_norm_statistics_alone_point_at_the_batch_norm_settings():
 
 
 def test_resuming_from_a_checkpoint_holding_nan_is_refused(tiny_config, tiny_model, tmp_path, capsys):
-    from pipelines.experiment import build_network
+    from pipelines.config.experiment import build_network
     from pipelines.train import make_optimizer
 
     model_dir = copy_model(tiny_model, tmp_path / "m")  # checkpoints 1 and 2
@@ -366,8 +366,8 @@ def test_training_from_scratch_learns_the_sample(trained_model, tmp_path):
 def test_one_evaluation_network_serves_each_checkpoint_in_turn(tiny_model):
     """Training and --watch evaluate with one network re-read from each checkpoint: after checkpoint 2,
     checkpoint 1 gives it exactly the weights a network built for checkpoint 1 alone has."""
+    from pipelines.config.experiment import restored_network
     from pipelines.evaluate import CheckpointDetector
-    from pipelines.experiment import restored_network
 
     spec = load_train_spec(tiny_model / "pipeline.config")
     alone = {step: restored_network(spec.model, str(tiny_model / f"ckpt-{step}")).get_weights() for step in (1, 2)}

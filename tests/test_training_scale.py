@@ -155,7 +155,7 @@ def test_the_best_checkpoint_is_kept_through_rotation_and_patience_stops(tiny_co
 
 
 def _one_val_image(config, path) -> str:
-    from pipelines.experiment import load_train_spec
+    from pipelines.config.experiment import load_train_spec
     from pipelines.tfrecord import read_examples
 
     spec = load_train_spec(config)

@@ -18,9 +18,9 @@ import tensorflow as tf
 import tf_keras
 from conftest import LABEL_MAP, TOOTH_CONFIG
 
+from pipelines.config.experiment import load_train_spec
+from pipelines.config.pipeline_config import load_pipeline_config, patch_config
 from pipelines.errors import OdliteError
-from pipelines.experiment import load_train_spec
-from pipelines.pipeline_config import load_pipeline_config, patch_config
 
 ZOO_DIR = Path(__file__).resolve().parent / "data" / "zoo_ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8"
 ZOO_INDEX = ZOO_DIR / "checkpoint" / "ckpt-0"

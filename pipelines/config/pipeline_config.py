@@ -18,10 +18,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from pipelines import textproto
 from pipelines.atomic import write_text_atomically
-from pipelines.errors import OdliteError, Problem
-from pipelines.pipeline_schema import (
+from pipelines.config import textproto
+from pipelines.config.pipeline_schema import (
     CHOICES,
     ENUMS,
     MESSAGES,
@@ -32,7 +31,8 @@ from pipelines.pipeline_schema import (
     message_spec,
     reason_not_supported,
 )
-from pipelines.textproto import Field, Message, Scalar
+from pipelines.config.textproto import Field, Message, Scalar
+from pipelines.errors import OdliteError, Problem
 
 PLACEHOLDER = "PATH_TO_BE_CONFIGURED"
 

@@ -1,0 +1,1 @@
+"""Reading, checking and patching OD API pipeline.configs, and the typed view training uses."""
