@@ -82,7 +82,7 @@ $(TOOLS)/.installed: requirements-tools.txt
 
 sample: setup $(SAMPLE)/.complete
 $(SAMPLE)/.complete:
-	$(BIN)/python -m pipelines.sample_data $(SAMPLE) --seed $(SEED)
+	$(BIN)/python -m pipelines.data.sample_data $(SAMPLE) --seed $(SEED)
 	@touch $@
 
 data: setup $(if $(filter $(SAMPLE),$(SRC)),sample)

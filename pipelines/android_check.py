@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from pipelines.data.resize import resize_to_input
 from pipelines.error_analysis import iou
 from pipelines.errors import OdliteError
-from pipelines.resize import resize_to_input
 from pipelines.tflite_runner import TFLiteDetector
 
 CLIENT = Path(__file__).with_name("mediapipe_client.py")

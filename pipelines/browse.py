@@ -117,7 +117,7 @@ def image_key(images: list[dict]) -> list[tuple]:
 
 def read_eval_images(config: Path) -> EvalImages:
     from pipelines.config.experiment import load_train_spec
-    from pipelines.tfrecord import read_examples
+    from pipelines.data.tfrecord import read_examples
 
     spec = load_train_spec(config)
     images, jpegs = [], []

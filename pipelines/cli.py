@@ -12,8 +12,8 @@ from tabulate import tabulate
 from pipelines import __version__
 from pipelines.config.pipeline_config import ALIASES
 from pipelines.console import quiet_tensorflow
+from pipelines.data.images import DEFAULT_MAX_PIXELS
 from pipelines.errors import OdliteError, Problem
-from pipelines.images import DEFAULT_MAX_PIXELS
 
 MAX_LISTED = 20
 
@@ -40,7 +40,7 @@ def _class_table(splits: dict, labels: list[str]) -> str:
 
 
 def cmd_convert(args) -> int:
-    from pipelines.convert import convert
+    from pipelines.data.convert import convert
 
     result = convert(
         args.src,
@@ -84,7 +84,7 @@ def cmd_config(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from pipelines.inspect_data import inspect_records
+    from pipelines.data.inspect_data import inspect_records
 
     result = inspect_records(args.data_dir, args.samples, args.out, args.label_map, args.max_pixels)
     print(_class_table(result.splits, list(result.label_map.values())))

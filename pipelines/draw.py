@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw
 
-from pipelines.images import DEFAULT_MAX_PIXELS, open_image
+from pipelines.data.images import DEFAULT_MAX_PIXELS, open_image
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
 

@@ -36,13 +36,13 @@ from pipelines.atomic import refuse_overlap
 from pipelines.config.experiment import TrainSpec, build_network, load_train_spec, read_weights
 from pipelines.config.label_map import read_label_map
 from pipelines.console import progress_bar
+from pipelines.data.images import DEFAULT_MAX_PIXELS
+from pipelines.data.resize import resize_to_input
+from pipelines.data.tfrecord import decode_for_input, feature_spec
 from pipelines.error_analysis import iou
 from pipelines.errors import OdliteError
 from pipelines.faster_rcnn import detect as faster_rcnn_detect
-from pipelines.images import DEFAULT_MAX_PIXELS
 from pipelines.model import normalize_pixels
-from pipelines.resize import resize_to_input
-from pipelines.tfrecord import decode_for_input, feature_spec
 
 COCO_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"]
 COCO_NAMES += ["AR_small", "AR_medium", "AR_large"]

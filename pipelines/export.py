@@ -53,12 +53,12 @@ from pipelines.best_checkpoint import chosen_checkpoint
 from pipelines.config.experiment import TrainSpec, load_train_spec, restored_network
 from pipelines.config.label_map import read_label_map
 from pipelines.console import native_stderr
+from pipelines.data.resize import resize_to_input
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
 from pipelines.export_report import report_markdown
 from pipelines.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.model import ModelSpec, normalize_pixels
-from pipelines.resize import resize_to_input
 
 VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite", "int8": "model_int8.tflite"}
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"

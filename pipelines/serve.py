@@ -38,9 +38,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
+from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem, ImageTooLarge, Picture, open_image
 from pipelines.detect import Model, load_model, saved_model_folder
 from pipelines.errors import OdliteError
-from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem, ImageTooLarge, Picture, open_image
 from pipelines.origins import OriginGate
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20

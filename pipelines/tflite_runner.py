@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from pipelines.data.resize import resize_to_input
 from pipelines.errors import OdliteError
-from pipelines.resize import resize_to_input
 
 OUTPUT_NAMES = ("location", "category", "score", "number of detections")
 

@@ -35,12 +35,12 @@ from pipelines.config.experiment import LearningRate, TrainSpec, build_network, 
 from pipelines.config.label_map import read_label_map
 from pipelines.config.pipeline_config import check_paths_resolved
 from pipelines.console import progress_bar
+from pipelines.data.train_input import train_dataset
 from pipelines.distribute import agreed_code, drop_scratch, gpu_available, pick_strategy, read_cluster, save_folder
 from pipelines.errors import OdliteError
 from pipelines.faster_rcnn import FASTER_RCNN_LOSSES, training_losses
 from pipelines.finite_weights import check_before_saving, check_restored
 from pipelines.model import normalize_pixels
-from pipelines.train_input import train_dataset
 from pipelines.warm_start import warm_start
 
 

@@ -20,8 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from load_test import load_test  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipelines.convert import convert  # noqa: E402
-from pipelines.sample_data import generate  # noqa: E402
+from pipelines.data.convert import convert  # noqa: E402
+from pipelines.data.sample_data import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEL_MAP = ROOT / "label_maps" / "tooth_label_map.pbtxt"
@@ -149,7 +149,7 @@ def bench_input_pipeline(config: Path, batch_size: int, batches: int) -> dict:
     """The training input pipeline alone (decode, augment, resize, anchor labelling) on every core: the
     rate it could feed an accelerator at, to set beside the training rate."""
     from pipelines.config.experiment import load_train_spec
-    from pipelines.train_input import train_dataset
+    from pipelines.data.train_input import train_dataset
 
     batches_in = iter(train_dataset(load_train_spec(config), batch_size))
     for _ in range(10):  # fill the shuffle buffer and let tf.data tune its parallelism

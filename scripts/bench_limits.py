@@ -16,7 +16,7 @@ import numpy as np
 from load_test import serving
 from PIL import Image
 
-from pipelines.images import DEFAULT_MAX_PIXELS
+from pipelines.data.images import DEFAULT_MAX_PIXELS
 
 REFUSED_SAMPLES = 20
 

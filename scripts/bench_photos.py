@@ -19,8 +19,8 @@ import numpy as np
 from load_test import load_test
 from PIL import Image
 
-from pipelines.convert import convert
-from pipelines.sample_data import generate
+from pipelines.data.convert import convert
+from pipelines.data.sample_data import generate
 
 PHOTO_SIZES = {"1080p": (1920, 1080), "12mp": (4000, 3000)}
 
@@ -68,7 +68,7 @@ def _ms(function, items, repeats: int = 2) -> float:
 
 def bench_decode(root: Path, input_size: int) -> dict:
     """ms per photo: a full decode (PIL, as every path did; OpenCV beside it) against load_picture's reduced one."""
-    from pipelines.images import load_picture
+    from pipelines.data.images import load_picture
 
     results = {}
     for name in PHOTO_SIZES:
@@ -114,7 +114,7 @@ def bench_input(config: Path, data: Path, work: Path, batches: int = 15) -> dict
     """The training input pipeline alone (decode, augment, resize, label) on the 1080p photos' records."""
     from pipelines.config.experiment import load_train_spec
     from pipelines.config.pipeline_config import patch_config
-    from pipelines.train_input import train_dataset
+    from pipelines.data.train_input import train_dataset
 
     patched = work / "photos.config"
     patch_config(config, patched, [f"train_input_path={data}/val-*.tfrecord"], overwrite=True)

@@ -180,8 +180,8 @@ def write_voc(root: Path, items=ITEMS) -> Path:
 
 def records(data_dir: Path, split: str | None = None) -> dict[str, dict]:
     """Every record of ``data_dir`` (one split or all) keyed by image file name."""
-    from pipelines.inspect_data import find_record_files
-    from pipelines.tfrecord import read_examples
+    from pipelines.data.inspect_data import find_record_files
+    from pipelines.data.tfrecord import read_examples
 
     found = {}
     for name, paths in find_record_files(data_dir).items():
@@ -244,14 +244,14 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_src(tmp_path_factory) -> Path:
-    from pipelines.sample_data import generate
+    from pipelines.data.sample_data import generate
 
     return built_once(tmp_path_factory, "sample", lambda root: generate(root, seed=0, splits={"train": 16, "val": 6}))
 
 
 @pytest.fixture(scope="session")
 def sample_converted(sample_src, tmp_path_factory) -> Path:
-    from pipelines.convert import convert
+    from pipelines.data.convert import convert
 
     return built_once(
         tmp_path_factory, "converted", lambda out: convert(sample_src, out, label_map_path=LABEL_MAP, progress=False)
@@ -293,8 +293,8 @@ def patched_config(out: Path, data_dir: Path, base: Path = TOOTH_CONFIG, **setti
 @pytest.fixture(scope="session")
 def tooth_data(tmp_path_factory) -> Path:
     """The full sample dataset (240 train, 60 val images) as TFRecords, built once per run."""
-    from pipelines.convert import convert
-    from pipelines.sample_data import generate
+    from pipelines.data.convert import convert
+    from pipelines.data.sample_data import generate
 
     def build(root: Path) -> None:
         generate(root / "sample", seed=0)

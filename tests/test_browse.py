@@ -44,7 +44,7 @@ def crafted_detections(images, examples, seed: int) -> dict:
 @pytest.fixture(scope="module")
 def crafted(sample_converted, tmp_path_factory):
     """Two made-up models on the small sample's validation images: every count on the page is known."""
-    from pipelines.tfrecord import read_examples
+    from pipelines.data.tfrecord import read_examples
 
     root = tmp_path_factory.mktemp("browse")
     config = patched_config(root / "pipeline.config", sample_converted)

@@ -36,12 +36,12 @@ from pipelines.config.experiment import train_spec
 from pipelines.config.label_map import read_label_map
 from pipelines.config.pipeline_config import PipelineConfig, parse_pipeline_config
 from pipelines.config.pipeline_schema import ENUMS, NO_OPS, ROOT, message_spec
+from pipelines.data.train_input import train_dataset
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset, pipeline_input_size
 from pipelines.export import tflite_post_processing
 from pipelines.model import build_model, normalize_pixels
 from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, make_optimizer
-from pipelines.train_input import train_dataset
 
 INPUT_BATCHES = 12  # more than one epoch of the 16-image sample at batch 2: num_epochs shows
 SIZE = 128  # the smallest input odlite's SSD takes
@@ -349,7 +349,7 @@ def _concrete(path: str, bases: dict[str, PipelineConfig]) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def small_data(sample_src, tmp_path_factory) -> Path:
     """The 16-image sample in 4 shards per split, so that reading files in parallel shows."""
-    from pipelines.convert import convert
+    from pipelines.data.convert import convert
 
     out = tmp_path_factory.mktemp("shards") / "tooth"
     convert(sample_src, out, label_map_path=LABEL_MAP, num_shards=4, progress=False)

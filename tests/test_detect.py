@@ -16,9 +16,9 @@ import tensorflow as tf
 from conftest import CONFIDENT, assert_same_detections, jpeg_bytes
 from PIL import Image
 
+from pipelines.data.resize import resize_to_input
 from pipelines.detect import Model, detect, find_images, load_model, picture_names
 from pipelines.errors import OdliteError
-from pipelines.resize import resize_to_input
 
 
 @pytest.fixture(scope="module")

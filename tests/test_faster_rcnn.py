@@ -324,7 +324,7 @@ def test_a_seeded_input_repeats_each_rpn_minibatch(small_spec):
     """The RPN's anchor minibatch is drawn from each example's own seed, so parallel input threads
     cannot reorder the random numbers: the same seed gives the same targets, another seed others."""
     from pipelines.config.experiment import load_train_spec
-    from pipelines.train_input import train_dataset
+    from pipelines.data.train_input import train_dataset
 
     spec = load_train_spec(small_spec)
 

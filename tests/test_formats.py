@@ -19,7 +19,7 @@ from conftest import (
 )
 
 from pipelines.config.label_map import read_label_map
-from pipelines.convert import convert
+from pipelines.data.convert import convert
 
 
 def _check_all_items(out, items=ITEMS):

@@ -11,8 +11,8 @@ from conftest import LABEL_MAP, Item, jpeg_bytes, records, seed_json
 from made import png16
 from PIL import Image, ImageFile
 
-from pipelines.convert import convert
-from pipelines.images import ImageProblem, ImageTooLarge, load_picture, prepare_image
+from pipelines.data.convert import convert
+from pipelines.data.images import ImageProblem, ImageTooLarge, load_picture, prepare_image
 
 
 def _decode(jpeg: bytes) -> np.ndarray:
@@ -110,7 +110,7 @@ def test_unusable_images_raise(data, reason):
 
 
 def test_a_picture_is_decoded_no_larger_than_the_model_needs_and_keeps_its_frame():
-    from pipelines.images import load_picture
+    from pipelines.data.images import load_picture
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), dtype=np.uint8))
     data = _encode(image, "JPEG")
@@ -137,9 +137,9 @@ def test_records_of_large_photos_decode_small_with_ground_truth_in_full_pixels(t
     from conftest import write_seed
     from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
 
+    from pipelines.data.tfrecord import decode_for_input
+    from pipelines.data.train_input import ReducedDecoder
     from pipelines.evaluate import eval_dataset
-    from pipelines.tfrecord import decode_for_input
-    from pipelines.train_input import ReducedDecoder
 
     root = write_seed(tmp_path / "src", "val", [Item("big", 1400, 1000, [("caries", 100, 200, 500, 600)])])
     convert(root, tmp_path / "data", label_map_path=LABEL_MAP, progress=False)
@@ -186,7 +186,7 @@ def test_sixteen_bit_greyscale_becomes_eight_bit_without_a_wide_copy():
     """A float64 copy of the image (the former conversion) is 8 bytes a pixel: 400 MB at 50 megapixels."""
     import tracemalloc
 
-    from pipelines.images import _eight_bit
+    from pipelines.data.images import _eight_bit
 
     rng = np.random.default_rng(0)
     values = rng.integers(0, 65536, (1000, 1200), dtype=np.uint16)

@@ -13,9 +13,9 @@ from conftest import LABEL_MAP, records, write_seed
 
 from pipelines.cli import main
 from pipelines.config.label_map import format_label_map, parse_label_map
-from pipelines.convert import convert
-from pipelines.inspect_data import inspect_records
-from pipelines.sample_data import generate
+from pipelines.data.convert import convert
+from pipelines.data.inspect_data import inspect_records
+from pipelines.data.sample_data import generate
 
 
 def test_model_garden_decoder_reads_back_boxes_and_labels(sample_converted):
@@ -83,8 +83,8 @@ def test_inspect_counts_and_draws(sample_converted, tmp_path):
 def test_inspect_flags_records_from_elsewhere_with_bad_boxes(tmp_path, capsys):
     from conftest import jpeg_bytes
 
-    from pipelines.images import prepare_image
-    from pipelines.tfrecord import feature_spec  # noqa: F401  (the keys inspect reads)
+    from pipelines.data.images import prepare_image
+    from pipelines.data.tfrecord import feature_spec  # noqa: F401  (the keys inspect reads)
 
     image = prepare_image(jpeg_bytes(10, 10))
     feature = tf.train.Feature

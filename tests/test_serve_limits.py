@@ -221,7 +221,7 @@ def test_a_picture_still_large_after_decoding_keeps_its_slot_through_inference(s
     import numpy as np
 
     import pipelines.detect
-    from pipelines.images import Picture
+    from pipelines.data.images import Picture
     from pipelines.serve import SMALL_PICTURE, create_app
 
     for side, most in ((64, 4), (int((SMALL_PICTURE / 3) ** 0.5) + 1, 2)):

@@ -16,8 +16,8 @@ import tensorflow as tf
 import tf_keras
 from conftest import LEARNING_STEPS, copy_model, patched_config
 
-from pipelines.augment import augmenter, crop_image, horizontal_flip
 from pipelines.config.experiment import LearningRate, load_train_spec
+from pipelines.data.augment import augmenter, crop_image, horizontal_flip
 from pipelines.errors import OdliteError
 from pipelines.train import CosineDecayWithWarmup, train
 
@@ -114,9 +114,9 @@ def test_every_zoo_setting_reaches_the_model(tiny_config):
 
 
 def test_classification_and_localization_weights_scale_the_losses(tiny_config, tmp_path):
+    from pipelines.data.train_input import train_dataset
     from pipelines.model import build_model, normalize_pixels
     from pipelines.train import detection_losses
-    from pipelines.train_input import train_dataset
 
     spec = load_train_spec(tiny_config)
     images, labels = next(iter(train_dataset(spec, 2, seed=0)))
@@ -131,7 +131,7 @@ def test_classification_and_localization_weights_scale_the_losses(tiny_config, t
 
 
 def test_anchor_labeller_drops_crowd_empty_and_surplus_boxes(tiny_config):
-    from pipelines.train_input import anchor_labeller
+    from pipelines.data.train_input import anchor_labeller
 
     spec = load_train_spec(tiny_config)
     data = {

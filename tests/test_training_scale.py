@@ -156,7 +156,7 @@ def test_the_best_checkpoint_is_kept_through_rotation_and_patience_stops(tiny_co
 
 def _one_val_image(config, path) -> str:
     from pipelines.config.experiment import load_train_spec
-    from pipelines.tfrecord import read_examples
+    from pipelines.data.tfrecord import read_examples
 
     spec = load_train_spec(config)
     path.write_bytes(next(read_examples(tf.io.gfile.glob(spec.eval_paths[0])))["image/encoded"])

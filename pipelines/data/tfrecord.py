@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import tensorflow as tf
 from tensorflow.core.example import example_pb2, feature_pb2
 
-from pipelines.annotations import Box
-from pipelines.images import PreparedImage
+from pipelines.data.annotations import Box
+from pipelines.data.images import PreparedImage
 
 
 @dataclass(frozen=True)

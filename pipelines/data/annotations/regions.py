@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.annotations.model import AnnotationError, Box, Entry, box_from_xywh, number, require
+from pipelines.data.annotations.model import AnnotationError, Box, Entry, box_from_xywh, number, require
 
 
 def region_label(attributes, where: str, attribute: str | None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from pipelines.annotations.model import AnnotationError, Box, Entry, number
+from pipelines.data.annotations.model import AnnotationError, Box, Entry, number
 
 
 def _text(element, tag: str, where: str) -> str:

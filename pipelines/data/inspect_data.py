@@ -16,8 +16,8 @@ from natsort import natsorted
 from pipelines.config.label_map import read_label_map
 from pipelines.draw import draw_boxes
 from pipelines.errors import OdliteError
-from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem
-from pipelines.tfrecord import read_examples
+from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem
+from pipelines.data.tfrecord import read_examples
 
 _RECORD_FILE = re.compile(r"\.(tfrecord|record)s?(-\d+-of-\d+)?$|-\d+-of-\d+\.(tfrecord|record)s?$")
 

@@ -24,13 +24,13 @@ from pathlib import Path
 import tensorflow as tf
 from natsort import natsort_keygen
 
-from pipelines.annotations import Box, Dataset, Entry, read_dataset
+from pipelines.data.annotations import Box, Dataset, Entry, read_dataset
 from pipelines.atomic import atomic_folder, refuse_overlap
 from pipelines.config.label_map import format_label_map, labels_by_name, read_label_map
 from pipelines.console import progress_bar
 from pipelines.errors import OdliteError, Problem
-from pipelines.images import DEFAULT_MAX_PIXELS, ImageProblem, read_and_prepare
-from pipelines.tfrecord import LabelledBox, serialize_example
+from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem, read_and_prepare
+from pipelines.data.tfrecord import LabelledBox, serialize_example
 
 IMAGES_PER_SHARD = 1000
 SPLIT_ORDER = ("train", "val", "test")

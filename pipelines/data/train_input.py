@@ -14,11 +14,11 @@ from official.vision.dataloaders import tf_example_decoder
 from official.vision.ops import anchor
 
 from pipelines.artifacts import glob_inputs
-from pipelines.augment import augmenter
+from pipelines.data.augment import augmenter
 from pipelines.config.experiment import TrainSpec
 from pipelines.faster_rcnn import rpn_labeller
-from pipelines.resize import resize_to_input
-from pipelines.tfrecord import decode_for_input
+from pipelines.data.resize import resize_to_input
+from pipelines.data.tfrecord import decode_for_input
 
 
 class ReducedDecoder(tf_example_decoder.TfExampleDecoder):

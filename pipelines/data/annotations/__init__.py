@@ -15,9 +15,9 @@ from pathlib import Path
 
 from natsort import natsorted
 
-from pipelines.annotations.coco import coco_categories, is_coco, read_coco
-from pipelines.annotations.model import AnnotationError, Box, Entry
-from pipelines.annotations.regions import (
+from pipelines.data.annotations.coco import coco_categories, is_coco, read_coco
+from pipelines.data.annotations.model import AnnotationError, Box, Entry
+from pipelines.data.annotations.regions import (
     is_seed_annotation,
     is_via3,
     load_json,
@@ -25,7 +25,7 @@ from pipelines.annotations.regions import (
     read_via,
     via_images,
 )
-from pipelines.annotations.voc import is_voc, read_voc
+from pipelines.data.annotations.voc import is_voc, read_voc
 from pipelines.errors import OdliteError, Problem
 
 __all__ = ["Box", "Dataset", "Entry", "IMAGE_SUFFIXES", "read_dataset"]

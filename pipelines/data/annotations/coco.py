@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.annotations.model import AnnotationError, Entry, box_from_xywh, require
+from pipelines.data.annotations.model import AnnotationError, Entry, box_from_xywh, require
 
 
 def is_coco(data) -> bool:

@@ -1,0 +1,1 @@
+"""Annotations in, TFRecords out: conversion, images, augmentation and the training input."""
