@@ -41,8 +41,8 @@ from pipelines.data.resize import resize_to_input
 from pipelines.data.tfrecord import decode_for_input, feature_spec
 from pipelines.error_analysis import iou
 from pipelines.errors import OdliteError
-from pipelines.faster_rcnn import detect as faster_rcnn_detect
-from pipelines.model import normalize_pixels
+from pipelines.models.faster_rcnn import detect as faster_rcnn_detect
+from pipelines.models.ssd import normalize_pixels
 
 COCO_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"]
 COCO_NAMES += ["AR_small", "AR_medium", "AR_large"]

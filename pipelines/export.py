@@ -57,8 +57,8 @@ from pipelines.data.resize import resize_to_input
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
 from pipelines.export_report import report_markdown
-from pipelines.faster_rcnn import detect as faster_rcnn_detect
-from pipelines.model import ModelSpec, normalize_pixels
+from pipelines.models.faster_rcnn import detect as faster_rcnn_detect
+from pipelines.models.ssd import ModelSpec, normalize_pixels
 
 VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite", "int8": "model_int8.tflite"}
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"

@@ -38,10 +38,10 @@ from pipelines.console import progress_bar
 from pipelines.data.train_input import train_dataset
 from pipelines.distribute import agreed_code, drop_scratch, gpu_available, pick_strategy, read_cluster, save_folder
 from pipelines.errors import OdliteError
-from pipelines.faster_rcnn import FASTER_RCNN_LOSSES, training_losses
 from pipelines.finite_weights import check_before_saving, check_restored
-from pipelines.model import normalize_pixels
-from pipelines.warm_start import warm_start
+from pipelines.models.faster_rcnn import FASTER_RCNN_LOSSES, training_losses
+from pipelines.models.ssd import normalize_pixels
+from pipelines.models.warm_start import warm_start
 
 
 class CosineDecayWithWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):

@@ -174,7 +174,7 @@ def model_gmac(config: Path) -> float:
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     from pipelines.config.experiment import load_train_spec
-    from pipelines.model import build_model
+    from pipelines.models.ssd import build_model
 
     spec = load_train_spec(config).model
     model = build_model(spec)

@@ -40,7 +40,7 @@ from pipelines.data.train_input import train_dataset
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset, pipeline_input_size
 from pipelines.export import tflite_post_processing
-from pipelines.model import build_model, normalize_pixels
+from pipelines.models.ssd import build_model, normalize_pixels
 from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, make_optimizer
 
 INPUT_BATCHES = 12  # more than one epoch of the 16-image sample at batch 2: num_epochs shows

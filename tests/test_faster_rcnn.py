@@ -17,7 +17,7 @@ from conftest import FASTER_RCNN_CONFIG, in_two_processes, patched_config, runni
 from pipelines.config.experiment import train_spec
 from pipelines.config.pipeline_config import load_pipeline_config, parse_pipeline_config
 from pipelines.errors import OdliteError
-from pipelines.faster_rcnn import FasterRcnnSpec, build_faster_rcnn, detect, fit_images
+from pipelines.models.faster_rcnn import FasterRcnnSpec, build_faster_rcnn, detect, fit_images
 
 ZOO = Path(__file__).resolve().parent / "data" / "faster_rcnn_resnet50_v1_fpn_640x640_coco17_tpu-8.config"
 FRCNN = "model.faster_rcnn"
@@ -194,7 +194,7 @@ def _stand_in_backbone(spec: FasterRcnnSpec) -> tf_keras.Model:
 
 def _behaviour(spec: FasterRcnnSpec) -> dict:
     """Digests of what the spec builds: weights, training losses on one image, detections."""
-    from pipelines.faster_rcnn import rpn_labeller, training_losses
+    from pipelines.models.faster_rcnn import rpn_labeller, training_losses
 
     tf_keras.utils.set_random_seed(0)
     model = build_faster_rcnn(spec)
@@ -221,7 +221,7 @@ def _behaviour(spec: FasterRcnnSpec) -> dict:
 
 
 def _backbone_behaviour(spec: FasterRcnnSpec) -> list:
-    from pipelines.faster_rcnn import build_backbone
+    from pipelines.models.faster_rcnn import build_backbone
 
     tf_keras.utils.set_random_seed(0)
     backbone = build_backbone(spec)
@@ -242,7 +242,7 @@ def unchanged_fields(names: list[str]) -> list[str]:
                 unchanged.append(name)
             continue
         base = dataclasses.replace(TINY, resizer="keep_aspect_ratio") if name in KEEP_ASPECT_FIELDS else TINY
-        with mock.patch("pipelines.faster_rcnn.build_backbone", _stand_in_backbone):
+        with mock.patch("pipelines.models.faster_rcnn.build_backbone", _stand_in_backbone):
             if base.resizer not in references:
                 references[base.resizer] = _behaviour(base)
             if _behaviour(dataclasses.replace(base, **{name: _variant(name, base)})) == references[base.resizer]:
@@ -282,7 +282,7 @@ def _with_checkpoint(config: Path, source: str, kind: str = "classification"):
 
 
 def test_classification_starts_from_keras_resnet_weights_or_an_od_api_style_checkpoint(small_spec, tmp_path):
-    from pipelines.warm_start import warm_start
+    from pipelines.models.warm_start import warm_start
 
     tf_keras.utils.set_random_seed(3)
     resnet = tf_keras.applications.ResNet50(include_top=False, weights=None, input_shape=(None, None, 3))
@@ -303,7 +303,7 @@ def test_classification_starts_from_keras_resnet_weights_or_an_od_api_style_chec
 
 
 def test_missing_or_wrong_pretrained_weights_say_what_was_expected(small_spec, tmp_path):
-    from pipelines.warm_start import warm_start
+    from pipelines.models.warm_start import warm_start
 
     spec = _with_checkpoint(small_spec, str(tmp_path / "nothing.h5"))
     model = build_faster_rcnn(spec.model)

@@ -115,7 +115,7 @@ def test_every_zoo_setting_reaches_the_model(tiny_config):
 
 def test_classification_and_localization_weights_scale_the_losses(tiny_config, tmp_path):
     from pipelines.data.train_input import train_dataset
-    from pipelines.model import build_model, normalize_pixels
+    from pipelines.models.ssd import build_model, normalize_pixels
     from pipelines.train import detection_losses
 
     spec = load_train_spec(tiny_config)
@@ -153,7 +153,7 @@ def test_anchor_labeller_drops_crowd_empty_and_surplus_boxes(tiny_config):
 
 
 def test_shared_tower_model_has_one_tower():
-    from pipelines.model import ModelSpec, build_model
+    from pipelines.models.ssd import ModelSpec, build_model
 
     shared = build_model(ModelSpec(num_classes=2, input_size=128))
     separate = build_model(ModelSpec(num_classes=2, input_size=128, share_prediction_tower=False))
@@ -163,7 +163,7 @@ def test_shared_tower_model_has_one_tower():
 
 
 def test_depth_multiplier_and_min_depth_shape_the_backbone_as_the_od_api_does():
-    from pipelines.model import ModelSpec, build_backbone
+    from pipelines.models.ssd import ModelSpec, build_backbone
 
     def filters(**settings):
         backbone = build_backbone(ModelSpec(num_classes=2, input_size=128, **settings))
@@ -176,7 +176,7 @@ def test_depth_multiplier_and_min_depth_shape_the_backbone_as_the_od_api_does():
 
 
 def test_freeze_batchnorm_keeps_every_batch_norm_in_inference_mode(tiny_config, tmp_path):
-    from pipelines.model import FreezableBatchNorm, build_model
+    from pipelines.models.ssd import FreezableBatchNorm, build_model
 
     config = patched_config(tmp_path / "frozen.config", Path("unused"), **{"model.ssd.freeze_batchnorm": "true"})
     assert load_train_spec(config).model.freeze_batchnorm and not load_train_spec(tiny_config).model.freeze_batchnorm
@@ -199,8 +199,8 @@ def test_freeze_batchnorm_keeps_every_batch_norm_in_inference_mode(tiny_config, 
 
 
 def test_imagenet_weights_map_onto_the_backbone(tiny_config, tmp_path):
-    from pipelines.model import build_model, normalize_pixels
-    from pipelines.warm_start import keras_mobilenet_v2, warm_start
+    from pipelines.models.ssd import build_model, normalize_pixels
+    from pipelines.models.warm_start import keras_mobilenet_v2, warm_start
 
     keras = keras_mobilenet_v2(None, 1.0)
     weights = tmp_path / "mobilenet_v2_no_top.h5"
@@ -216,8 +216,8 @@ def test_imagenet_weights_map_onto_the_backbone(tiny_config, tmp_path):
 
 
 def test_missing_weights_fail_clearly_unless_from_scratch(tiny_config):
-    from pipelines.model import build_model
-    from pipelines.warm_start import warm_start
+    from pipelines.models.ssd import build_model
+    from pipelines.models.warm_start import warm_start
 
     spec = load_train_spec(tiny_config)
     spec.fine_tune_checkpoint = "/nowhere/mobilenet_v2.h5"

@@ -91,8 +91,8 @@ def config_for(tmp_path: Path, base: Path, checkpoint: str, kind: str) -> Path:
 
 
 def restore(config: Path):
-    from pipelines.model import build_model
-    from pipelines.warm_start import warm_start
+    from pipelines.models.ssd import build_model
+    from pipelines.models.warm_start import warm_start
 
     spec = load_train_spec(config)
     model = build_model(spec.model)
@@ -128,8 +128,8 @@ def test_a_field_written_with_a_non_default_value_is_still_refused(tmp_path):
 
 def test_every_zoo_tensor_has_a_variable_of_its_shape(tmp_path):
     """All 384 names of the genuine index: 260 backbone, 30 FPN and coarse, 94 box predictor."""
-    from pipelines.model import build_model
-    from pipelines.warm_start import box_predictor_names, feature_extractor_names
+    from pipelines.models.ssd import build_model
+    from pipelines.models.warm_start import box_predictor_names, feature_extractor_names
 
     text = (ZOO_DIR / "pipeline.config").read_text().replace("PATH_TO_BE_CONFIGURED", str(tmp_path / "x"))
     (tmp_path / "pipeline.config").write_text(text)
@@ -149,7 +149,7 @@ def test_every_zoo_tensor_has_a_variable_of_its_shape(tmp_path):
 
 
 def test_detection_restores_the_feature_extractor_bit_for_bit(zoo_checkpoint, zoo_tensors, tmp_path):
-    from pipelines.warm_start import box_predictor_names, feature_extractor_names
+    from pipelines.models.warm_start import box_predictor_names, feature_extractor_names
 
     config = config_for(tmp_path, TOOTH_CONFIG, str(Path(zoo_checkpoint).parent), "detection")  # a folder works
     spec, model, said = restore(config)
@@ -163,7 +163,7 @@ def test_detection_restores_the_feature_extractor_bit_for_bit(zoo_checkpoint, zo
 
 
 def test_full_restores_every_tensor_once_with_the_same_classes(zoo_checkpoint, zoo_tensors, tmp_path):
-    from pipelines.warm_start import box_predictor_names, feature_extractor_names
+    from pipelines.models.warm_start import box_predictor_names, feature_extractor_names
 
     config = config_for(tmp_path, ZOO_DIR / "pipeline.config", zoo_checkpoint, "full")
     spec, model, said = restore(config)
@@ -175,7 +175,7 @@ def test_full_restores_every_tensor_once_with_the_same_classes(zoo_checkpoint, z
 
 
 def test_a_users_own_od_api_run_loads_despite_optimizer_slots_step_and_another_head(zoo_tensors, tmp_path):
-    from pipelines.warm_start import feature_extractor_names
+    from pipelines.models.warm_start import feature_extractor_names
 
     tensors = dict(zoo_tensors)
     kernel = "model/_feature_extractor/_fpn_features_generator/top_layers/0/kernel"
@@ -197,7 +197,7 @@ def test_a_users_own_od_api_run_loads_despite_optimizer_slots_step_and_another_h
 
 def test_classification_takes_the_backbone_of_any_keras_mobilenet_checkpoint(zoo_tensors, tmp_path):
     """The zoo configs' mobilenet_v2.ckpt-1 holds a Keras MobileNetV2 under its own root name."""
-    from pipelines.warm_start import backbone_names
+    from pipelines.models.warm_start import backbone_names
 
     backbone = "model/_feature_extractor/classification_backbone/"
     tensors = {n.replace(backbone, "feature_extractor/"): v for n, v in zoo_tensors.items() if n.startswith(backbone)}
@@ -346,8 +346,8 @@ def float64_keras():
 
 
 def test_backbone_and_fpn_compute_what_the_od_api_computes(zoo_checkpoint, zoo_tensors, tmp_path):
-    from pipelines.model import build_model, normalize_pixels
-    from pipelines.warm_start import warm_start
+    from pipelines.models.ssd import build_model, normalize_pixels
+    from pipelines.models.warm_start import warm_start
 
     spec = load_train_spec(config_for(tmp_path, TOOTH_CONFIG, zoo_checkpoint, "detection"))
     with float64_keras():
@@ -393,7 +393,7 @@ def od_api_grid(level: int, size: int, scales_per_octave=2, ratios=(1.0, 2.0, 0.
 
 @pytest.mark.parametrize("size", [320, 384, 640])
 def test_anchors_follow_the_od_api_formula(size):
-    from pipelines.anchors import multilevel_anchors
+    from pipelines.models.anchors import multilevel_anchors
 
     ours = multilevel_anchors(3, 7, 4.0, [1.0, 2.0, 0.5], 2, size)
     for level in range(3, 8):
@@ -406,7 +406,7 @@ def test_anchors_follow_the_od_api_formula(size):
 def test_model_garden_orders_the_same_anchors_scale_first():
     from official.vision.ops import anchor
 
-    from pipelines.anchors import multilevel_anchors
+    from pipelines.models.anchors import multilevel_anchors
 
     ours = multilevel_anchors(3, 6, 4.0, [1.0, 2.0, 0.5], 2, 320)
     theirs = anchor.Anchor(3, 6, 2, [1.0, 2.0, 0.5], 4.0, [320, 320]).multilevel_boxes

@@ -24,8 +24,8 @@ import tensorflow as tf
 
 from pipelines.config.pipeline_config import PipelineConfig, View, load_pipeline_config
 from pipelines.config.pipeline_schema import FASTER_RCNN_TYPES
-from pipelines.faster_rcnn import FasterRcnnSpec, build_faster_rcnn
-from pipelines.model import ConvParams, ModelSpec, build_model
+from pipelines.models.faster_rcnn import FasterRcnnSpec, build_faster_rcnn
+from pipelines.models.ssd import ConvParams, ModelSpec, build_model
 
 _ACTIVATIONS = {"RELU_6": "relu6", "RELU": "relu", "NONE": "linear"}
 

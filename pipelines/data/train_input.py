@@ -16,7 +16,7 @@ from official.vision.ops import anchor
 from pipelines.artifacts import glob_inputs
 from pipelines.data.augment import augmenter
 from pipelines.config.experiment import TrainSpec
-from pipelines.faster_rcnn import rpn_labeller
+from pipelines.models.faster_rcnn import rpn_labeller
 from pipelines.data.resize import resize_to_input
 from pipelines.data.tfrecord import decode_for_input
 

@@ -36,7 +36,7 @@ import tf_keras
 from official.vision.modeling import retinanet_model
 from official.vision.modeling.layers import detection_generator
 
-from pipelines.anchors import multilevel_anchors
+from pipelines.models.anchors import multilevel_anchors
 
 # block_5_add (32 channels, stride 8), block_12_add (96, stride 16), out_relu (1280, stride 32).
 BACKBONE_TAPS = {3: "block_5_add", 4: "block_12_add", 5: "out_relu"}

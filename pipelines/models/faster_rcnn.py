@@ -41,7 +41,7 @@ from official.vision.modeling.layers import detection_generator, roi_aligner, ro
 from official.vision.ops import anchor, preprocess_ops
 from official.vision.tasks import maskrcnn as maskrcnn_task
 
-from pipelines.model import ConvParams, combined_nms
+from pipelines.models.ssd import ConvParams, combined_nms
 
 # The OD API's ResNet preprocessing: RGB channel means subtracted, no scaling.
 CHANNEL_MEANS = (123.68, 116.779, 103.939)

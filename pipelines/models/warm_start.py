@@ -234,7 +234,7 @@ def keras_mobilenet_v2(weights: str | None, alpha: float) -> tf_keras.Model:
 def keras_backbone(spec: TrainSpec, weights: str | None) -> tf_keras.Model:
     """The Keras Applications model the backbone is built from, with ``weights``."""
     if spec.model.kind == "faster_rcnn":
-        from pipelines.faster_rcnn import RESNETS
+        from pipelines.models.faster_rcnn import RESNETS
 
         application = getattr(tf_keras.applications, RESNETS[spec.model.depth])
         return application(include_top=False, weights=weights, input_shape=(None, None, 3))

@@ -1,0 +1,1 @@
+"""The detectors' networks: SSD and Faster R-CNN, their anchors and warm starts."""
