@@ -20,12 +20,12 @@ from PIL import Image
 
 from pipelines.artifacts import CONFIG_NAME, LABELS_FILE, checkpoint_step, label_lines, resolve_config
 from pipelines.atomic import refuse_overlap, write_text_atomically
-from pipelines.best_checkpoint import chosen_checkpoint
 from pipelines.console import progress_bar
 from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem, Picture, load_picture
 from pipelines.data.resize import resize_to_input
 from pipelines.draw import draw_on
 from pipelines.errors import OdliteError, Problem
+from pipelines.training.best_checkpoint import chosen_checkpoint
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 

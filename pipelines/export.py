@@ -49,7 +49,6 @@ from pipelines.artifacts import (
     resolve_config,
 )
 from pipelines.atomic import atomic_folder, refuse_overlap, tempfiles_in
-from pipelines.best_checkpoint import chosen_checkpoint
 from pipelines.config.experiment import TrainSpec, load_train_spec, restored_network
 from pipelines.config.label_map import read_label_map
 from pipelines.console import native_stderr
@@ -59,6 +58,7 @@ from pipelines.evaluate import eval_dataset
 from pipelines.export_report import report_markdown
 from pipelines.models.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.models.ssd import ModelSpec, normalize_pixels
+from pipelines.training.best_checkpoint import chosen_checkpoint
 
 VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite", "int8": "model_int8.tflite"}
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"

@@ -126,10 +126,10 @@ def sweep(
     early_stop_patience: int = 0,
 ) -> SweepResult:
     from pipelines.artifacts import config_inputs
-    from pipelines.best_checkpoint import best_metrics
     from pipelines.config.experiment import load_train_spec
     from pipelines.evaluate import evaluate
     from pipelines.train import train
+    from pipelines.training.best_checkpoint import best_metrics
 
     grid, out = read_grid(grid_path), Path(out)
     read = [("base config", base_config), ("grid", grid_path)]

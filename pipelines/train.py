@@ -30,18 +30,25 @@ from official.vision.losses import focal_loss, loss_utils
 
 from pipelines.artifacts import CONFIG_NAME, checkpoints, config_inputs
 from pipelines.atomic import refuse_overlap, write_text_atomically
-from pipelines.best_checkpoint import BestKeeper, check_metric
 from pipelines.config.experiment import LearningRate, TrainSpec, build_network, load_train_spec
 from pipelines.config.label_map import read_label_map
 from pipelines.config.pipeline_config import check_paths_resolved
 from pipelines.console import progress_bar
 from pipelines.data.train_input import train_dataset
-from pipelines.distribute import agreed_code, drop_scratch, gpu_available, pick_strategy, read_cluster, save_folder
 from pipelines.errors import OdliteError
-from pipelines.finite_weights import check_before_saving, check_restored
 from pipelines.models.faster_rcnn import FASTER_RCNN_LOSSES, training_losses
 from pipelines.models.ssd import normalize_pixels
 from pipelines.models.warm_start import warm_start
+from pipelines.training.best_checkpoint import BestKeeper, check_metric
+from pipelines.training.distribute import (
+    agreed_code,
+    drop_scratch,
+    gpu_available,
+    pick_strategy,
+    read_cluster,
+    save_folder,
+)
+from pipelines.training.finite_weights import check_before_saving, check_restored
 
 
 class CosineDecayWithWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):

@@ -278,7 +278,7 @@ def test_diverged_weights_are_never_saved(tiny_config, tmp_path, monkeypatch):
 
 
 def test_batch_norm_statistics_alone_point_at_the_batch_norm_settings():
-    from pipelines.finite_weights import likely_cause, nonfinite_variables
+    from pipelines.training.finite_weights import likely_cause, nonfinite_variables
 
     weights = tf.Variable([1.0, 2.0], name="conv/kernel")
     mean = tf.Variable([0.0, np.nan], name="bn/moving_mean", trainable=False)

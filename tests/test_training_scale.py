@@ -14,10 +14,10 @@ import pytest
 import tensorflow as tf
 from conftest import REPO
 
-from pipelines.best_checkpoint import BEST_DIR, BestKeeper, check_metric, chosen_checkpoint
-from pipelines.distribute import read_cluster
 from pipelines.errors import OdliteError
 from pipelines.train import _next_stop, train
+from pipelines.training.best_checkpoint import BEST_DIR, BestKeeper, check_metric, chosen_checkpoint
+from pipelines.training.distribute import read_cluster
 
 
 def _weights(checkpoint: str) -> dict[str, np.ndarray]:

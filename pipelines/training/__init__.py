@@ -1,0 +1,1 @@
+"""What a training run needs besides the network: strategies, the best checkpoint, weight checks."""
