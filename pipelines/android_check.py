@@ -26,8 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines.data.resize import resize_to_input
-from pipelines.error_analysis import iou
 from pipelines.errors import OdliteError
+from pipelines.reports.error_analysis import iou
 from pipelines.tflite_runner import TFLiteDetector
 
 CLIENT = Path(__file__).with_name("mediapipe_client.py")

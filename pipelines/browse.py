@@ -36,10 +36,10 @@ from pipelines.artifacts import (
     glob_inputs,
     resolve_config,
 )
-from pipelines.draw import PALETTE
-from pipelines.error_analysis import KINDS, analyse_image, count_errors
 from pipelines.errors import OdliteError
-from pipelines.report import DETECTIONS_FILE
+from pipelines.reports.draw import PALETTE
+from pipelines.reports.error_analysis import KINDS, analyse_image, count_errors
+from pipelines.reports.report import DETECTIONS_FILE
 
 PAGE = Path(__file__).with_name("browse_page")
 REPORT_PICTURES = ("pr_curves.png", "confusion_matrix.png")

@@ -23,8 +23,8 @@ from pipelines.atomic import refuse_overlap, write_text_atomically
 from pipelines.console import progress_bar
 from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem, Picture, load_picture
 from pipelines.data.resize import resize_to_input
-from pipelines.draw import draw_on
 from pipelines.errors import OdliteError, Problem
+from pipelines.reports.draw import draw_on
 from pipelines.training.best_checkpoint import chosen_checkpoint
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}

@@ -39,10 +39,10 @@ from pipelines.console import progress_bar
 from pipelines.data.images import DEFAULT_MAX_PIXELS
 from pipelines.data.resize import resize_to_input
 from pipelines.data.tfrecord import decode_for_input, feature_spec
-from pipelines.error_analysis import iou
 from pipelines.errors import OdliteError
 from pipelines.models.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.models.ssd import normalize_pixels
+from pipelines.reports.error_analysis import iou
 
 COCO_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"]
 COCO_NAMES += ["AR_small", "AR_medium", "AR_large"]
@@ -276,7 +276,7 @@ def score(
     ``about`` names what was evaluated (checkpoint and step, or model); it joins the metrics. A sample picture
     past ``max_pixels`` is not drawn (``metrics["not_drawn"]`` says so).
     """
-    from pipelines.report import write_report
+    from pipelines.reports.report import write_report
 
     labels = read_label_map(spec.label_map_path)
     paths = glob_inputs(spec.eval_paths, "eval_input_reader")

@@ -12,8 +12,8 @@ from conftest import LEARNING_STEPS, copy_model, patched_config
 
 from pipelines.browse import Browser, prepare, read_eval_images, served_in_thread
 from pipelines.cli import main
-from pipelines.error_analysis import analyse_image
-from pipelines.report import DETECTIONS_FILE
+from pipelines.reports.error_analysis import analyse_image
+from pipelines.reports.report import DETECTIONS_FILE
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As a root sandbox runs it; without the background-networking flags Chromium keeps calling out.

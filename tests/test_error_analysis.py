@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.error_analysis import KINDS, analyse_image, count_errors, iou
+from pipelines.reports.error_analysis import KINDS, analyse_image, count_errors, iou
 
 NORMAL, CARIES = 1, 2
 

@@ -58,7 +58,7 @@ def test_a_sample_image_past_the_pixel_budget_is_named_not_drawn(tmp_path):
     from conftest import jpeg_bytes
     from made import png16
 
-    from pipelines.report import write_report
+    from pipelines.reports.report import write_report
 
     detections = _detections([([10, 10, 40, 60], 1, 0.9)])
     detections.images[0]["jpeg"] = jpeg_bytes(100, 100)

@@ -450,7 +450,7 @@ def test_browse_takes_the_saved_model_of_a_faster_rcnn_export(frcnn_export, tmp_
     import shutil
 
     from pipelines.browse import prepare
-    from pipelines.report import DETECTIONS_FILE
+    from pipelines.reports.report import DETECTIONS_FILE
 
     export = shutil.copytree(frcnn_export, tmp_path / "tooth-frcnn")
     said = []

@@ -14,7 +14,7 @@ from pathlib import Path
 from natsort import natsorted
 
 from pipelines.config.label_map import read_label_map
-from pipelines.draw import draw_boxes
+from pipelines.reports.draw import draw_boxes
 from pipelines.errors import OdliteError
 from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem
 from pipelines.data.tfrecord import read_examples

@@ -12,7 +12,7 @@ from tabulate import tabulate
 
 from pipelines.atomic import atomic_folder
 from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem
-from pipelines.draw import draw_boxes
+from pipelines.reports.draw import draw_boxes
 
 GROUND_TRUTH_COLOUR = (255, 255, 255)
 DETECTIONS_FILE = "detections.json"  # every box of every image, for odlite browse

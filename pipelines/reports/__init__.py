@@ -1,0 +1,1 @@
+"""Evaluation reports: pictures with boxes, error analysis and the report folder."""
