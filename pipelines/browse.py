@@ -69,7 +69,7 @@ class Source:
 def find_source(path: Path, config: Path | None = None, checkpoint: str | None = None, say=print) -> Source:
     """A checkpoint folder (its ``checkpoint``, else best/, else the latest), a checkpoint prefix, a
     .tflite, or an export folder: its int8 model, else fp16, else fp32, else (Faster R-CNN) its SavedModel."""
-    from pipelines.export import VARIANTS
+    from pipelines.export.exporter import VARIANTS
     from pipelines.training.best_checkpoint import chosen_checkpoint
 
     path = Path(path)

@@ -157,8 +157,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from pipelines.export import export
-    from pipelines.export_report import REPORT_HEADERS, report_table
+    from pipelines.export.exporter import export
+    from pipelines.export.report import REPORT_HEADERS, report_table
 
     def progress(message):
         if not args.quiet:
@@ -186,7 +186,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_package(args) -> int:
-    from pipelines.package import package
+    from pipelines.export.package import package
 
     print(f"package: {package(args.export_dir, args.out)}")
     return 0

@@ -75,8 +75,8 @@ def _labels_from_file(path: Path) -> list[str]:
 
 
 def _tflite_model(path: Path, threads: int) -> Model:
-    from pipelines.tflite_metadata import read_metadata
-    from pipelines.tflite_runner import TFLiteDetector
+    from pipelines.export.metadata import read_metadata
+    from pipelines.export.tflite_runner import TFLiteDetector
 
     detector = TFLiteDetector(path, threads)
     try:

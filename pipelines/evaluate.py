@@ -353,10 +353,10 @@ def evaluate_export(
 def _export_detector(model: Path, spec: TrainSpec):
     """The detection function of an exported model, and the batch size it takes."""
     if model.suffix != ".tflite":
-        from pipelines.export import saved_model_detector
+        from pipelines.export.exporter import saved_model_detector
 
         return saved_model_detector(model), 8 if pipeline_input_size(spec) else 1
-    from pipelines.tflite_runner import TFLiteDetector
+    from pipelines.export.tflite_runner import TFLiteDetector
 
     if spec.model.kind != "ssd":
         raise OdliteError.at(model, "TFLite models are exported for SSD only; this config is Faster R-CNN")

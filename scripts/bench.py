@@ -192,8 +192,8 @@ def model_gmac(config: Path) -> float:
 def bench_tflite(model_dir: Path, work: Path, runs: int) -> dict:
     """Export ``model_dir`` and time each variant: median of ``runs`` invokes after warm-up, 1 and 2 threads."""
     from pipelines.config.experiment import load_train_spec
-    from pipelines.export import VARIANTS, export, first_validation_image
-    from pipelines.tflite_runner import median_latency_ms
+    from pipelines.export.exporter import VARIANTS, export, first_validation_image
+    from pipelines.export.tflite_runner import median_latency_ms
 
     out = work / "export"
     export(None, model_dir, out, calibration_images=100, progress=None)
@@ -228,7 +228,7 @@ def bench_faster_rcnn(work: Path, steps: int, clients: int, seconds: float) -> d
 
     from pipelines.config.experiment import load_train_spec
     from pipelines.evaluate import checkpoint_detector, run_detector
-    from pipelines.export import export
+    from pipelines.export.exporter import export
 
     config, data = sample_config(work, "faster_rcnn_resnet50_fpn_640.config", "frcnn", 2, {"train": 16, "val": 16})
     device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
@@ -275,7 +275,7 @@ def _int8_export(work: Path, model_dir: Path | None) -> Path:
     """The int8 export the serve and photo sections load (made once per run)."""
     export_dir = work / "export"
     if not export_dir.exists():
-        from pipelines.export import export
+        from pipelines.export.exporter import export
 
         model_dir = model_dir or _trained_model(work)
         export(None, model_dir, export_dir, calibration_images=100, variants=("int8",), progress=None)

@@ -360,7 +360,7 @@ CALIBRATION_IMAGES = 100
 def exported_model(trained_model, tmp_path_factory) -> Path:
     """``trained_model`` exported (SavedModel, the three TFLite variants, report), checked by MediaPipe,
     once per run."""
-    from pipelines.export import export
+    from pipelines.export.exporter import export
 
     if not TOOLS_PYTHON.exists():
         pytest.fail(f"{TOOLS_PYTHON} is missing: the MediaPipe checks need the tools venv (make tools)")

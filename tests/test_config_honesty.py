@@ -39,7 +39,7 @@ from pipelines.config.pipeline_schema import ENUMS, NO_OPS, ROOT, message_spec
 from pipelines.data.train_input import train_dataset
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset, pipeline_input_size
-from pipelines.export import tflite_post_processing
+from pipelines.export.exporter import tflite_post_processing
 from pipelines.models.ssd import build_model, normalize_pixels
 from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, make_optimizer
 

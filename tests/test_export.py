@@ -12,15 +12,15 @@ import pytest
 import tensorflow as tf
 from conftest import LEARNING_SIZE, TOOLS_PYTHON
 
-from pipelines.android_check import PIXEL_TOLERANCE, _unmatched, as_mediapipe_reports, check_with_mediapipe
 from pipelines.artifacts import label_lines
 from pipelines.config.experiment import load_train_spec
 from pipelines.errors import OdliteError
 from pipelines.evaluate import checkpoint_detector, eval_dataset
-from pipelines.export import VARIANTS, export
-from pipelines.package import package
-from pipelines.tflite_metadata import read_metadata
-from pipelines.tflite_runner import TFLiteDetector
+from pipelines.export.android_check import PIXEL_TOLERANCE, _unmatched, as_mediapipe_reports, check_with_mediapipe
+from pipelines.export.exporter import VARIANTS, export
+from pipelines.export.metadata import read_metadata
+from pipelines.export.package import package
+from pipelines.export.tflite_runner import TFLiteDetector
 
 LABELS = ["normal", "caries"]
 
@@ -187,7 +187,7 @@ def test_package_holds_models_labels_report_and_the_android_guide(exported_model
 
 
 def test_a_failed_export_leaves_nothing_and_an_existing_one_is_kept(trained_model, tmp_path, monkeypatch):
-    import pipelines.export as export_module
+    import pipelines.export.exporter as export_module
 
     out = tmp_path / "tooth"
     with pytest.raises(OdliteError, match="unknown variant"):
@@ -225,7 +225,7 @@ def test_the_converter_is_quiet_unless_verbose_and_keeps_its_temporary_files_in_
     """TensorFlow's C++ side writes its log lines to fd 2 directly: export hides them unless --verbose."""
     import tempfile
 
-    import pipelines.export as export_module
+    import pipelines.export.exporter as export_module
 
     monkeypatch.setattr(export_module, "_outputs_in_contract_order", lambda model: model)  # no post-processing op
     made = []

@@ -370,7 +370,7 @@ def test_a_small_faster_rcnn_learns_the_sample(frcnn_model):
 
 @pytest.fixture(scope="module")
 def frcnn_export(frcnn_model, tmp_path_factory) -> Path:
-    from pipelines.export import export
+    from pipelines.export.exporter import export
 
     out = tmp_path_factory.mktemp("frcnn-export") / "tooth-frcnn"
     export(None, frcnn_model, out, progress=None)
@@ -403,8 +403,8 @@ def test_export_writes_a_saved_model_with_the_ssd_signature_scored_like_the_chec
 
 
 def test_tflite_and_the_android_package_are_for_the_ssd(frcnn_model, frcnn_export, tmp_path):
-    from pipelines.export import export
-    from pipelines.package import package
+    from pipelines.export.exporter import export
+    from pipelines.export.package import package
 
     with pytest.raises(OdliteError, match="TFLite export is for the SSD"):
         export(None, frcnn_model, tmp_path / "x", variants=("int8",), progress=None)

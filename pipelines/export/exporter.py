@@ -55,7 +55,7 @@ from pipelines.console import native_stderr
 from pipelines.data.resize import resize_to_input
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
-from pipelines.export_report import report_markdown
+from pipelines.export.report import report_markdown
 from pipelines.models.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.models.ssd import ModelSpec, normalize_pixels
 from pipelines.training.best_checkpoint import chosen_checkpoint
@@ -215,7 +215,7 @@ class ExportResult:
 
 
 def _latency(path: Path, runs: int, image) -> dict[str, float]:
-    from pipelines.tflite_runner import median_latency_ms
+    from pipelines.export.tflite_runner import median_latency_ms
 
     return {f"{threads}_threads": median_latency_ms(path, threads, runs, image=image) for threads in (1, 2)}
 
@@ -231,9 +231,9 @@ def _measure(
     spec: TrainSpec, checkpoint: str, folder: Path, out: Path, variants, tools_python, progress, verbose
 ) -> dict:
     """Size, latency, COCO metrics (next to the checkpoint's) and the MediaPipe check of each variant."""
-    from pipelines.android_check import check_with_mediapipe
     from pipelines.evaluate import checkpoint_detector, score
-    from pipelines.tflite_runner import TFLiteDetector
+    from pipelines.export.android_check import check_with_mediapipe
+    from pipelines.export.tflite_runner import TFLiteDetector
 
     step = checkpoint_step(checkpoint)
     progress("evaluating the checkpoint")
@@ -279,7 +279,7 @@ def export(
 
     ``variants``: the TFLite models (default: all three for SSD; none for Faster R-CNN, which has none).
     ``verbose``: let the TFLite converter's C++ log lines through (odlite export --verbose)."""
-    from pipelines.tflite_metadata import add_metadata
+    from pipelines.export.metadata import add_metadata
 
     model_dir, out = Path(model_dir), Path(out)
     progress = progress or (lambda message: None)

@@ -6,7 +6,7 @@ the standard library and mediapipe, and prints one JSON object per image on stdo
 ``{"image": path, "detections": [{"label", "score", "box": [xmin, ymin, xmax, ymax]}]}``
 with boxes in the image's pixels. Usage::
 
-    .venv-tools/bin/python pipelines/mediapipe_client.py MODEL.tflite IMAGE...
+    .venv-tools/bin/python pipelines/export/mediapipe_client.py MODEL.tflite IMAGE...
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ import tensorflow as tf
 
 from pipelines.data.resize import resize_to_input
 from pipelines.errors import OdliteError
+from pipelines.export.tflite_runner import TFLiteDetector
 from pipelines.reports.error_analysis import iou
-from pipelines.tflite_runner import TFLiteDetector
 
 CLIENT = Path(__file__).with_name("mediapipe_client.py")
 DEFAULT_TOOLS_PYTHON = Path(".venv-tools/bin/python")

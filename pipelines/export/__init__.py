@@ -1,0 +1,1 @@
+"""SavedModel and TFLite export, their metadata, report, checks and the Android package."""
