@@ -208,7 +208,8 @@ def record_boxes(example: dict) -> list[tuple]:
 def supported_leaves(types: tuple[str, ...] = ()) -> list[str]:
     """Every scalar field odlite accepts (of ``types`` only, when given), by dotted path; a repeated
     block's index is ``[*]``."""
-    from pipelines.config.pipeline_schema import MESSAGES, ROOT, SUPPORTED
+    from pipelines.config.schema import MESSAGES, ROOT
+    from pipelines.config.support import SUPPORTED
 
     leaves = []
 

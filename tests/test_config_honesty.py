@@ -1,6 +1,6 @@
 """Every pipeline.config leaf odlite accepts changes what is built or run, or is a listed no-op.
 
-The walk covers every scalar field that ``pipeline_schema.SUPPORTED`` reaches from the root.
+The walk covers every scalar field that ``support.SUPPORTED`` reaches from the root.
 For each one it sets other values through ``PipelineConfig.set`` (the ``--set`` path) and
 compares what odlite then builds and runs: the network's weights and outputs, batch-norm
 statistics, detections, the losses, the training and evaluation inputs, the optimizer,
@@ -35,7 +35,8 @@ from conftest import FASTER_RCNN_CONFIG, LABEL_MAP, TOOTH_CONFIG, in_two_process
 from pipelines.config.experiment import train_spec
 from pipelines.config.label_map import read_label_map
 from pipelines.config.pipeline_config import PipelineConfig, parse_pipeline_config
-from pipelines.config.pipeline_schema import ENUMS, NO_OPS, ROOT, message_spec
+from pipelines.config.schema import ENUMS, ROOT, message_spec
+from pipelines.config.support import NO_OPS
 from pipelines.data.train_input import train_dataset
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset, pipeline_input_size

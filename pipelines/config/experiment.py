@@ -1,7 +1,7 @@
 """Translate a checked ``pipeline.config`` into what training and evaluation run.
 
-The schema (pipeline_schema.py) has already rejected everything odlite cannot honour;
-this module maps the rest onto odlite's network (model.py) and training loop.
+The config checks (schema.py, support.py, checks.py) have already rejected what odlite cannot honour;
+this module maps the rest onto odlite's networks (models/ssd.py, models/faster_rcnn.py) and training loop.
 Notes on the mapping:
 
 - ``num_classes`` counts foreground classes; the class head adds the OD API's background
@@ -23,7 +23,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from pipelines.config.pipeline_config import PipelineConfig, View, load_pipeline_config
-from pipelines.config.pipeline_schema import FASTER_RCNN_TYPES
+from pipelines.config.support import FASTER_RCNN_TYPES
 from pipelines.models.faster_rcnn import FasterRcnnSpec, build_faster_rcnn
 from pipelines.models.ssd import ConvParams, ModelSpec, build_model
 

@@ -3,7 +3,7 @@
 A config from the OD API model zoo must mean the same thing here as there, so every
 field is either honoured or rejected with its line: a typo gets "unknown field" and a
 suggestion, a real OD API field that odlite cannot honour gets "not supported" and why
-(the table is in ``pipeline_schema``). Values read through ``get`` have the .proto
+(the table is in ``support.py``). Values read through ``get`` have the .proto
 defaults applied, as the OD API would see them. Changes go through ``set`` (or
 ``patch_config`` / ``odlite config``), which re-checks the whole file, so a written
 config always loads.
@@ -20,17 +20,8 @@ from pathlib import Path
 
 from pipelines.atomic import write_text_atomically
 from pipelines.config import textproto
-from pipelines.config.pipeline_schema import (
-    CHOICES,
-    ENUMS,
-    MESSAGES,
-    ROOT,
-    SUPPORTED,
-    FieldSpec,
-    MessageSpec,
-    message_spec,
-    reason_not_supported,
-)
+from pipelines.config.schema import ENUMS, MESSAGES, ROOT, FieldSpec, MessageSpec, message_spec
+from pipelines.config.support import CHOICES, SUPPORTED, reason_not_supported
 from pipelines.config.textproto import Field, Message, Scalar
 from pipelines.errors import OdliteError, Problem
 
