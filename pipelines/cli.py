@@ -71,7 +71,8 @@ def cmd_convert(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from pipelines.config.pipeline_config import PLACEHOLDER, load_pipeline_config, patch_config, show
+    from pipelines.config.checks import show
+    from pipelines.config.pipeline_config import PLACEHOLDER, load_pipeline_config, patch_config
 
     changes = patch_config(args.base, args.out, args.assignments, overwrite=args.overwrite)
     for path, old, new in changes:

@@ -10,9 +10,9 @@ import pytest
 from conftest import FASTER_RCNN_CONFIG, supported_leaves
 
 from pipelines.config import textproto
+from pipelines.config.checks import COSINE
 from pipelines.config.pipeline_config import (
     ALIASES,
-    COSINE,
     check_paths_resolved,
     load_pipeline_config,
     parse_pipeline_config,

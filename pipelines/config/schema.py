@@ -13,6 +13,7 @@ To support a field, add it to ``support.SUPPORTED`` (and its message to ``od_api
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -121,6 +122,73 @@ ROOT = "TrainEvalPipelineConfig"
 def message_spec(name: str) -> MessageSpec:
     """The declared message, or an empty undeclared one for types odlite knows by name only."""
     return MESSAGES.get(name) or MessageSpec(name, declared=False)
+
+
+# --- paths through the declarations -------------------------------------------------------
+
+SEGMENT = re.compile(r"(\w+)(?:\[(\d+)\])?")
+
+
+def did_you_mean(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def resolve(dotted: str) -> list[tuple[str, int | None, FieldSpec]]:
+    """The schema fields along ``dotted`` (``a.b[1].c``); ``KeyError`` for a path the OD API lacks."""
+    steps = []
+    spec = message_spec(ROOT)
+    parts = dotted.split(".") if dotted else []
+    for position, part in enumerate(parts):
+        match = SEGMENT.fullmatch(part)
+        if match is None or not spec.declared or match[1] not in spec.fields:
+            known = f"{spec.name} fields" if spec.declared else "nothing below it"
+            raise KeyError(f"'{dotted}': no field '{part}' in {known}{did_you_mean(part, spec.fields)}")
+        field = spec.fields[match[1]]
+        index = int(match[2]) if match[2] is not None else None
+        if index is not None and not field.repeated:
+            raise KeyError(f"'{dotted}': '{field.name}' is not repeated")
+        if field.kind != "message" and position < len(parts) - 1:
+            raise KeyError(f"'{dotted}': '{field.name}' is a value, it has no fields")
+        steps.append((field.name, index, field))
+        spec = message_spec(field.type) if field.kind == "message" else spec
+    return steps
+
+
+def supported_paths() -> list[str]:
+    """Every supported value's dotted path (repeated blocks left out), for suggestions."""
+    paths = []
+
+    def walk(type_name: str, path: str) -> None:
+        for name in SUPPORTED.get(type_name, {}):
+            spec = MESSAGES[type_name].fields[name]
+            if spec.kind != "message":
+                paths.append(join(path, name))
+            elif not spec.repeated:
+                walk(spec.type, join(path, name))
+
+    walk(ROOT, "")
+    return paths
+
+
+def suggest_setting(name: str, aliases) -> str:
+    """A hint for an unknown setting: a supported path ending in ``name``, or a close alias or path."""
+    paths = supported_paths()
+    by_leaf = [p for p in paths if p.rsplit(".", 1)[-1] == name]
+    if by_leaf:
+        return f"; did you mean '{by_leaf[0]}'?"
+    hint = did_you_mean(name, [*aliases, *paths])
+    if hint:
+        return hint
+    leaves = {p.rsplit(".", 1)[-1]: p for p in paths}
+    close = difflib.get_close_matches(name, leaves, n=1, cutoff=0.75)
+    if close:
+        return f"; did you mean '{leaves[close[0]]}'?"
+    return f" (aliases: {', '.join(aliases)}; or a dotted path like train_config.batch_size)"
 
 
 def _check_tables() -> None:
