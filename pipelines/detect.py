@@ -23,6 +23,7 @@ from pipelines.atomic import refuse_overlap, write_text_atomically
 from pipelines.console import progress_bar
 from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem, Picture, load_picture
 from pipelines.data.resize import resize_to_input
+from pipelines.detectors import model_kind
 from pipelines.errors import OdliteError, Problem
 from pipelines.reports.draw import draw_on
 from pipelines.training.best_checkpoint import chosen_checkpoint
@@ -119,7 +120,7 @@ def _checkpoint_model(path: Path, checkpoint: str | None, say) -> Model:
 
     from pipelines.config.experiment import load_train_spec
     from pipelines.config.label_map import read_label_map
-    from pipelines.evaluate import checkpoint_detector, pipeline_input_size
+    from pipelines.detectors import checkpoint_detector, pipeline_input_size
 
     spec = load_train_spec(resolve_config(None, path))
     checkpoint = chosen_checkpoint(path, checkpoint, say)
@@ -134,26 +135,16 @@ def _checkpoint_model(path: Path, checkpoint: str | None, say) -> Model:
     return Model(path, labels, run, "checkpoint", checkpoint, spec.model.resized_size)
 
 
-def saved_model_folder(path: Path) -> Path | None:
-    """``path`` itself when it is a SavedModel, its ``saved_model/`` when it is an export folder."""
-    for folder in (path, path / "saved_model"):
-        if (folder / "saved_model.pb").exists():
-            return folder
-    return None
-
-
 def load_model(path: str | Path, checkpoint: str | None = None, say=print, threads: int = 2) -> Model:
     """A .tflite, a SavedModel folder (or an export folder holding one), or a checkpoint folder: its
     ``checkpoint`` when given, else its best (``best/``), else its latest. ``threads``: a .tflite's
     interpreter threads."""
-    path = Path(path)
-    if path.suffix == ".tflite" and path.is_file():
-        return _tflite_model(path, threads)
-    if folder := saved_model_folder(path):
-        return _saved_model(folder)
-    if (path / "checkpoint").exists():
-        return _checkpoint_model(path, checkpoint, say)
-    raise OdliteError.at(path, "not a model: expected a .tflite, a SavedModel or a folder with checkpoints")
+    kind, found = model_kind(Path(path))
+    if kind == "tflite":
+        return _tflite_model(found, threads)
+    if kind == "saved_model":
+        return _saved_model(found)
+    return _checkpoint_model(found, checkpoint, say)
 
 
 def find_images(inputs: list[str]) -> list[Path]:

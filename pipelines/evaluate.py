@@ -33,15 +33,13 @@ from pipelines.artifacts import (
     resolve_config,
 )
 from pipelines.atomic import refuse_overlap
-from pipelines.config.experiment import TrainSpec, build_network, load_train_spec, read_weights
+from pipelines.config.experiment import TrainSpec, load_train_spec
 from pipelines.config.label_map import read_label_map
 from pipelines.console import progress_bar
 from pipelines.data.images import DEFAULT_MAX_PIXELS
 from pipelines.data.resize import resize_to_input
 from pipelines.data.tfrecord import decode_for_input, feature_spec
-from pipelines.errors import OdliteError
-from pipelines.models.faster_rcnn import detect as faster_rcnn_detect
-from pipelines.models.ssd import normalize_pixels
+from pipelines.detectors import CheckpointDetector, export_detector, pipeline_input_size
 from pipelines.reports.error_analysis import iou
 
 COCO_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"]
@@ -78,51 +76,6 @@ def eval_dataset(paths: list[str], input_size: int | None, batch_size: int, limi
         dataset = dataset.take(limit)
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.padded_batch(batch_size if input_size else 1).prefetch(2)
-
-
-def pipeline_input_size(spec: TrainSpec) -> int | None:
-    """The size the input pipeline resizes to: SSD's square input; none for Faster R-CNN, whose
-    detector resizes (keeping the aspect ratio) and pads each image itself."""
-    return None if spec.model.kind == "faster_rcnn" else spec.model.input_size
-
-
-class CheckpointDetector:
-    """One network, built and traced once, given each checkpoint's weights in turn: training evaluates
-    every N-th checkpoint without paying for a new network and a new trace each time."""
-
-    def __init__(self, spec: TrainSpec):
-        self.model = build_network(spec.model)
-        self.detect = _detector(spec, self.model)
-
-    def load(self, checkpoint: str):
-        """uint8 [N, S, S, 3] (S: ``pipeline_input_size``; any size for Faster R-CNN) -> (normalised
-        [ymin, xmin, ymax, xmax], scores, classes, count), with ``checkpoint``'s weights."""
-        read_weights(self.model, checkpoint)
-        return self.detect
-
-
-def checkpoint_detector(spec: TrainSpec, checkpoint: str):
-    """The detection function of one checkpoint (see ``CheckpointDetector.load``)."""
-    return CheckpointDetector(spec).load(checkpoint)
-
-
-def _detector(spec: TrainSpec, model):
-    if spec.model.kind == "faster_rcnn":
-
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)], autograph=False)
-        def detect_two_stage(images):
-            out = faster_rcnn_detect(model, spec.model, images)
-            return out["detection_boxes"], out["detection_scores"], out["detection_classes"], out["num_detections"]
-
-        return detect_two_stage
-    size = float(spec.model.input_size)
-
-    @tf.function(autograph=False)  # graph code already: converting the network's calls doubled the trace
-    def detect(images):
-        out = model(normalize_pixels(images), training=False)
-        return out["detection_boxes"] / size, out["detection_scores"], out["detection_classes"], out["num_detections"]
-
-    return detect
 
 
 def run_detector(detect, paths, input_size: int, batch_size: int = 8, limit: int = 0, progress=True) -> Detections:
@@ -344,28 +297,10 @@ def evaluate_export(
     spec = load_train_spec(config_path)
     if out:
         refuse_overlap(out, [("model", model), ("pipeline config", config_path), *config_inputs(spec)])
-    detect, batch_size = _export_detector(model, spec)
+    detect, batch_size = export_detector(model, spec)
     out = Path(out) if out else export_report_folder(model)
     about = {"model": str(model), "step": export_step(model.parent)}
     return score(detect, spec, out, about, min_score, samples, batch_size, progress, max_pixels)
-
-
-def _export_detector(model: Path, spec: TrainSpec):
-    """The detection function of an exported model, and the batch size it takes."""
-    if model.suffix != ".tflite":
-        from pipelines.export.exporter import saved_model_detector
-
-        return saved_model_detector(model), 8 if pipeline_input_size(spec) else 1
-    from pipelines.export.tflite_runner import TFLiteDetector
-
-    if spec.model.kind != "ssd":
-        raise OdliteError.at(model, "TFLite models are exported for SSD only; this config is Faster R-CNN")
-    detector = TFLiteDetector(model)
-    if (detector.height, detector.width) != (spec.model.input_size,) * 2:
-        raise OdliteError.at(
-            model, f"input is {detector.width}x{detector.height}, the config says {spec.model.input_size}"
-        )
-    return detector, 1
 
 
 def evaluate_continuously(config_path, model_dir, timeout: float = 3600, **kwargs):

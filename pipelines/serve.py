@@ -39,7 +39,8 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem, ImageTooLarge, Picture, open_image
-from pipelines.detect import Model, load_model, saved_model_folder
+from pipelines.detect import Model, load_model
+from pipelines.detectors import saved_model_folder
 from pipelines.errors import OdliteError
 from pipelines.origins import OriginGate
 

@@ -329,7 +329,7 @@ def train(
     @functools.cache
     def evaluation_network():
         """Built at the first evaluation, in float32 outside the strategy, as odlite eval's."""
-        from pipelines.evaluate import CheckpointDetector
+        from pipelines.detectors import CheckpointDetector
 
         return CheckpointDetector(spec)
 

@@ -133,7 +133,8 @@ def bench_training(work: Path, steps: int, warmup: int) -> dict:
     config, data = sample_config(work, "ssd_mobilenet_v2_fpnlite_320x320.config", "bench-eval", 8)
 
     from pipelines.config.experiment import load_train_spec
-    from pipelines.evaluate import checkpoint_detector, run_detector
+    from pipelines.detectors import checkpoint_detector
+    from pipelines.evaluate import run_detector
 
     spec = load_train_spec(config)
     detect = checkpoint_detector(spec, tf.train.latest_checkpoint(str(work / "model")))
@@ -227,7 +228,8 @@ def bench_faster_rcnn(work: Path, steps: int, clients: int, seconds: float) -> d
     import tensorflow as tf
 
     from pipelines.config.experiment import load_train_spec
-    from pipelines.evaluate import checkpoint_detector, run_detector
+    from pipelines.detectors import checkpoint_detector
+    from pipelines.evaluate import run_detector
     from pipelines.export.exporter import export
 
     config, data = sample_config(work, "faster_rcnn_resnet50_fpn_640.config", "frcnn", 2, {"train": 16, "val": 16})

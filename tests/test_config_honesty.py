@@ -38,8 +38,9 @@ from pipelines.config.pipeline_config import PipelineConfig, parse_pipeline_conf
 from pipelines.config.schema import ENUMS, ROOT, message_spec
 from pipelines.config.support import NO_OPS
 from pipelines.data.train_input import train_dataset
+from pipelines.detectors import pipeline_input_size
 from pipelines.errors import OdliteError
-from pipelines.evaluate import eval_dataset, pipeline_input_size
+from pipelines.evaluate import eval_dataset
 from pipelines.export.exporter import tflite_post_processing
 from pipelines.models.ssd import build_model, normalize_pixels
 from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, make_optimizer

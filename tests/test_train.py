@@ -367,7 +367,7 @@ def test_one_evaluation_network_serves_each_checkpoint_in_turn(tiny_model):
     """Training and --watch evaluate with one network re-read from each checkpoint: after checkpoint 2,
     checkpoint 1 gives it exactly the weights a network built for checkpoint 1 alone has."""
     from pipelines.config.experiment import restored_network
-    from pipelines.evaluate import CheckpointDetector
+    from pipelines.detectors import CheckpointDetector
 
     spec = load_train_spec(tiny_model / "pipeline.config")
     alone = {step: restored_network(spec.model, str(tiny_model / f"ckpt-{step}")).get_weights() for step in (1, 2)}

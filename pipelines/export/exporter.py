@@ -53,6 +53,7 @@ from pipelines.config.experiment import TrainSpec, load_train_spec, restored_net
 from pipelines.config.label_map import read_label_map
 from pipelines.console import native_stderr
 from pipelines.data.resize import resize_to_input
+from pipelines.detectors import checkpoint_detector, saved_model_detector
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
 from pipelines.export.report import report_markdown
@@ -148,17 +149,6 @@ class TwoStageModule(tf.Module):
         return faster_rcnn_detect(self.model, self.spec, images)
 
 
-def saved_model_detector(path: Path):
-    """A SavedModel's serving signature as ``evaluate.score`` calls a detector: one uint8 image batch in."""
-    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-
-    def detect(images):
-        out = serve(images=tf.cast(images, tf.uint8))
-        return out["detection_boxes"], out["detection_scores"], out["detection_classes"], out["num_detections"]
-
-    return detect
-
-
 def _calibration_images(spec: TrainSpec, count: int):
     """Training images at the model's size, for int8 calibration."""
     paths = glob_inputs(spec.train_paths, "train_input_reader")
@@ -231,7 +221,7 @@ def _measure(
     spec: TrainSpec, checkpoint: str, folder: Path, out: Path, variants, tools_python, progress, verbose
 ) -> dict:
     """Size, latency, COCO metrics (next to the checkpoint's) and the MediaPipe check of each variant."""
-    from pipelines.evaluate import checkpoint_detector, score
+    from pipelines.evaluate import score
     from pipelines.export.android_check import check_with_mediapipe
     from pipelines.export.tflite_runner import TFLiteDetector
 
@@ -337,7 +327,7 @@ def export(
 def _export_two_stage(spec: TrainSpec, config_path, checkpoint: str, out: Path, overwrite: bool, progress):
     """saved_model/, labelmap.txt, pipeline.config, export.json and report.md, with the SavedModel scored
     next to the checkpoint (they must agree: the same graph, resized the same way)."""
-    from pipelines.evaluate import checkpoint_detector, score
+    from pipelines.evaluate import score
 
     labels = read_label_map(spec.label_map_path)
     module = TwoStageModule(spec, checkpoint)
