@@ -1,17 +1,17 @@
 """The training stage: pipeline.config + TFRecords -> checkpoints in a model directory.
 
-A tf.function loop around odlite's network (the OD API's, model.py) and Model Garden's
+A tf.function loop around odlite's network (the OD API's, models/ssd.py) and Model Garden's
 focal loss, rather than Orbit, so that it can show a progress bar, write the scalars
 users look for, save on Ctrl-C, resume from the latest checkpoint by itself, and keep
-the best one as it evaluates (best_checkpoint.py). Like Orbit's, it runs N steps per
-call and reads the losses only at summary steps, so an accelerator is not left idle
-between steps; the input (train_input.py) prefetches. Where it runs, one device to
-several machines, is distribute.py's choice.
+the best one as it evaluates (training/best_checkpoint.py). Like Orbit's, it runs N steps
+per call and reads the losses only at summary steps, so an accelerator is not left idle
+between steps; the input (data/train_input.py) prefetches. Where it runs, one device to
+several machines, is training/distribute.py's choice.
 
 The SSD's loss is the OD API's: focal classification loss and smooth-L1 box loss on
 faster-rcnn encoded boxes, normalised by the number of matched anchors, with the
 config's classification and localization weights (Model Garden has no such weights).
-Faster R-CNN's targets and losses are Model Garden's (faster_rcnn.py); the loop is the same.
+Faster R-CNN's targets and losses are Model Garden's (models/faster_rcnn.py); the loop is the same.
 """
 
 from __future__ import annotations

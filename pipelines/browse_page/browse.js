@@ -1,4 +1,4 @@
-// odlite browse: the page draws; the server matches boxes and counts errors (error_analysis.py).
+// odlite browse: the page draws; the server matches boxes and counts errors (reports/error_analysis.py).
 "use strict";
 
 const PAGE_SIZE = 120;

@@ -3,7 +3,7 @@
 Decoded with Model Garden's TfExampleDecoder, augmented as the config's
 data_augmentation_options say (augment.py), then labelled for the meta-architecture:
 the SSD's anchors through Model Garden's AnchorLabeler, Faster R-CNN's through its RPN
-labeller (faster_rcnn.py). Images stay uint8 to the device; the training step normalises.
+labeller (models/faster_rcnn.py). Images stay uint8 to the device; the training step normalises.
 """
 
 from __future__ import annotations
