@@ -63,7 +63,7 @@ help:
 	@echo "MAX_MEGAPIXELS=N - data, inspect, eval, detect and serve refuse images larger than N megapixels (default 50)"
 
 # Re-installs only when pyproject.toml changes. tflite-support (the TFLite metadata writer) goes in
-# without its dependencies: its last release pins protobuf < 4, which TensorFlow cannot share (README).
+# without its dependencies: its last release pins protobuf < 4, which TensorFlow cannot share (docs/dependencies.md).
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,4 +1,4 @@
-"""The README's pictures of odlite browse: python scripts/screenshot.py URL OUT_PREFIX (a running browse).
+"""The pictures of odlite browse in docs/browse.md: python scripts/screenshot.py URL OUT_PREFIX (a running browse).
 
 Drives Debian's Chromium headless through Playwright, as the page tests do; writes OUT_PREFIX-grid.jpg
 (sorted by errors) and OUT_PREFIX-image.jpg (the image with the most errors, opened).
