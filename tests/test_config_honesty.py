@@ -370,6 +370,7 @@ def alternatives(small_data, tmp_path_factory) -> dict[str, list[str]]:
         "train_config.fine_tune_checkpoint": ["zoo/checkpoint/ckpt-0"],
         "train_config.fine_tune_checkpoint_type": ["detection", "full"],
         "model.ssd.feature_extractor.type": ["ssd_mobilenet_v1_fpn_keras"],
+        "model.faster_rcnn.feature_extractor.type": ["faster_rcnn_resnet101_fpn_keras"],
     }
 
 
