@@ -19,8 +19,6 @@ from ai_edge_litert.interpreter import Interpreter
 from pipelines.data.resize import resize_to_input
 from pipelines.errors import OdliteError
 
-OUTPUT_NAMES = ("location", "category", "score", "number of detections")
-
 
 class TFLiteDetector:
     """One interpreter; not thread-safe (LiteRT interpreters are not), so give each thread its own."""
