@@ -62,18 +62,19 @@ def native_stderr(shown: bool):
     saved = os.dup(2)
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
+        failed = False
         try:
             yield
         except BaseException:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            caught.seek(0)
-            sys.stderr.write(caught.read().decode(errors="replace"))
+            failed = True
             raise
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+            if failed:
+                caught.seek(0)
+                sys.stderr.write(caught.read().decode(errors="replace"))
 
 
 def progress_bar(**kwargs) -> tqdm:

@@ -100,6 +100,7 @@ def create_app(
     pool = ModelPool(Path(model_path), pool_size, threads)
     body_limit = max_upload + MULTIPART_FRAMING
     too_large = f"request body over the {max_upload} byte limit (--max-upload-mb)"
+    image_too_large = f"image over the {max_upload} byte limit (--max-upload-mb)"
 
     async def explain_413(request: Request, error: HTTPException) -> JSONResponse:
         detail = too_large if error.detail == STARLETTE_TOO_LARGE else error.detail
@@ -143,7 +144,7 @@ def create_app(
     def read(file: UploadFile) -> Picture:
         data = file.file.read(max_upload + 1)
         if len(data) > max_upload:
-            raise HTTPException(413, f"image over the {max_upload} byte limit (--max-upload-mb)")
+            raise HTTPException(413, image_too_large)
         try:
             return pool.read(data, max_pixels)
         except ImageProblem as problem:
@@ -169,7 +170,7 @@ def create_app(
         if unknown:
             raise HTTPException(400, f"unknown class(es) {', '.join(unknown)}; known: {', '.join(pool.labels)}")
         if file.size is not None and file.size > max_upload:  # known once parsed: refused without a slot
-            raise HTTPException(413, f"image over the {max_upload} byte limit (--max-upload-mb)")
+            raise HTTPException(413, image_too_large)
         check_header(file)
         start = time.perf_counter()
         slots.acquire()  # the upload's bytes and its decode are in memory only while its request holds a slot
