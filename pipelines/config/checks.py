@@ -152,7 +152,7 @@ class _Checker:
     def run(self) -> list[Problem]:
         self.walk(self.config.root, message_spec(ROOT), "")
         for path, reason in _cross_checks(self.config):
-            self.add(self.config._line(path), path, reason)
+            self.add(self.config.line_of(path), path, reason)
         order = sorted(range(len(self.found)), key=lambda i: (self.found[i][0] or math.inf, i))
         return [self.found[i][1] for i in order]
 

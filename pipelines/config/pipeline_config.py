@@ -318,7 +318,7 @@ class PipelineConfig:
             node = fields[position].message if position < len(fields) else None
         return node
 
-    def _line(self, dotted: str) -> int:
+    def line_of(self, dotted: str) -> int:
         """The line of ``dotted``, or of the nearest enclosing block that is written."""
         node, line = self.root, 0
         for part in dotted.split("."):
