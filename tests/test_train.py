@@ -1,4 +1,4 @@
-"""Training: schedule, losses, augmentation, warm start, checkpoints, resume, interruption, mirroring, learning."""
+"""Training: schedule, losses, warm start, checkpoints, resume, interruption, mirroring, learning."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import tf_keras
 from conftest import LEARNING_STEPS, copy_model, patched_config
 
 from pipelines.config.experiment import LearningRate, load_train_spec
-from pipelines.data.augment import augmenter, crop_image, horizontal_flip
 from pipelines.errors import OdliteError
 from pipelines.train import CosineDecayWithWarmup, train
 
@@ -34,67 +33,6 @@ def test_learning_rate_follows_the_od_api_schedule():
     assert float(held(250)) == pytest.approx(0.1)
     assert float(held(300 + 350)) == pytest.approx(0.05, rel=1e-4)
     assert float(CosineDecayWithWarmup(LearningRate("constant", 0.01))(123)) == pytest.approx(0.01)
-
-
-def _data(boxes):
-    return {
-        "image": tf.constant(np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)),
-        "groundtruth_boxes": tf.constant(boxes, tf.float32),
-        "groundtruth_classes": tf.constant(list(range(1, len(boxes) + 1)), tf.int64),
-        "groundtruth_is_crowd": tf.zeros([len(boxes)], tf.bool),
-        "groundtruth_area": tf.ones([len(boxes)]),
-    }
-
-
-def _seed(n: int = 0) -> tf.Tensor:
-    return tf.constant([7, n], tf.int64)
-
-
-def test_horizontal_flip_moves_image_and_boxes_together():
-    data = _data([[0.1, 0.0, 0.5, 0.25]])
-    flipped = horizontal_flip(data, _seed(), probability=1.0)
-    np.testing.assert_array_equal(flipped["image"].numpy(), data["image"].numpy()[:, ::-1])
-    np.testing.assert_allclose(flipped["groundtruth_boxes"].numpy(), [[0.1, 0.75, 0.5, 1.0]])
-    kept = horizontal_flip(data, _seed(), probability=0.0)
-    np.testing.assert_array_equal(kept["image"].numpy(), data["image"].numpy())
-    np.testing.assert_array_equal(kept["groundtruth_boxes"].numpy(), data["groundtruth_boxes"].numpy())
-
-
-def test_crop_keeps_boxes_in_the_cropped_frame():
-    """Each pixel of the 4x6 test image holds its own position, so the crop's window is read back from the
-    cropped pixels and every box is checked against where it must land (or that it must go)."""
-    boxes = np.array([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
-    data = _data(boxes)
-    kept_and_dropped = set()
-    for n in range(10):
-        out = crop_image(data, _seed(n), min_object_covered=0.0, min_area=0.3, max_area=0.6, overlap_thresh=0.5)
-        image = out["image"].numpy()
-        top, left = divmod(int(image[0, 0, 0]) // 3, 6)
-        height, width = image.shape[:2]
-        assert height * width < 24
-        window = np.array([top / 4, left / 6, (top + height) / 4, (left + width) / 6])
-        inter_h = np.clip(np.minimum(boxes[:, 2], window[2]) - np.maximum(boxes[:, 0], window[0]), 0, None)
-        inter_w = np.clip(np.minimum(boxes[:, 3], window[3]) - np.maximum(boxes[:, 1], window[1]), 0, None)
-        keep = inter_h * inter_w / ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) > 0.5
-        scale = np.tile([window[2] - window[0], window[3] - window[1]], 2)
-        expected = np.clip((boxes - np.tile(window[:2], 2)) / scale, 0, 1)[keep]
-        np.testing.assert_allclose(out["groundtruth_boxes"].numpy(), expected, atol=1e-6, err_msg=f"seed {n}")
-        np.testing.assert_array_equal(out["groundtruth_classes"].numpy(), np.array([1, 2])[keep])
-        assert out["groundtruth_area"].shape[0] == int(keep.sum())
-        kept_and_dropped.add(int(keep.sum()))
-    assert len(kept_and_dropped) > 1, "every crop kept the same number of boxes: the test shows nothing"
-
-
-def test_photometric_options_change_pixels_not_boxes():
-    data = _data([[0.1, 0.1, 0.9, 0.9]])
-    augment = augmenter([("random_adjust_brightness", {"max_delta": 0.5}), ("random_adjust_contrast", {})])
-    out = augment(data, _seed())
-    assert out["image"].dtype == tf.uint8 and out["image"].shape == data["image"].shape
-    assert np.abs(out["image"].numpy().astype(int) - data["image"].numpy()).max() > 0
-    np.testing.assert_array_equal(out["groundtruth_boxes"].numpy(), data["groundtruth_boxes"].numpy())
-    # The same seed draws the same change; another seed another one.
-    np.testing.assert_array_equal(augment(data, _seed())["image"].numpy(), out["image"].numpy())
-    assert not np.array_equal(augment(data, _seed(1))["image"].numpy(), out["image"].numpy())
 
 
 def test_every_zoo_setting_reaches_the_model(tiny_config):

@@ -9,61 +9,8 @@ converter), the cross-checks in ``checks.py`` say which value each one takes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Rule:
-    """How odlite takes one field: ``check`` returns a reason when a value can't be honoured.
-
-    The check sees the value in effect, the .proto default included, unless ``set_only``.
-    ``required``: the field must be present (odlite cannot build the model without it).
-    """
-
-    check: Callable[[object], str | None] | None = None
-    required: bool = False
-    set_only: bool = False
-
-
-OK = Rule()
-REQUIRED = Rule(required=True)
-
-
-def only(*allowed, why: str = "") -> Callable[[object], str | None]:
-    shown = ", ".join(_show(a) for a in allowed)
-    reason = f"not supported: only {shown}" + (f" ({why})" if why else "")
-    return lambda value: None if value in allowed else reason
-
-
-def between(low: float, high: float | None = None, what: str = "") -> Callable[[object], str | None]:
-    def check(value) -> str | None:
-        if value < low or (high is not None and value > high):
-            span = f"at least {_show(low)}" if high is None else f"between {_show(low)} and {_show(high)}"
-            return f"must be {span}{what}, got {_show(value)}"
-        return None
-
-    return check
-
-
-def above(low: float, high: float | None = None) -> Callable[[object], str | None]:
-    """``low`` < value <= ``high``: for ranges TensorFlow's ops refuse to start at (a crop of area 0)."""
-
-    def check(value) -> str | None:
-        if value <= low or (high is not None and value > high):
-            span = f"more than {_show(low)}" + (f" and at most {_show(high)}" if high is not None else "")
-            return f"must be {span}, got {_show(value)}"
-        return None
-
-    return check
-
-
-def _show(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"'{value}'"
-    return repr(value)
+from pipelines.config.augmentation_rules import AUGMENTATION_REASONS, AUGMENTATION_RULES
+from pipelines.config.rules import OK, REQUIRED, Rule, above, between, only, show
 
 
 def _square_size(value) -> str | None:
@@ -82,22 +29,12 @@ FASTER_RCNN_TYPES = {
 def _faster_rcnn_type(value) -> str | None:
     if value in FASTER_RCNN_TYPES:
         return None
-    shown = ", ".join(_show(t) for t in FASTER_RCNN_TYPES)
+    shown = ", ".join(show(t) for t in FASTER_RCNN_TYPES)
     fpn = str(value).replace("_keras", "_fpn_keras")
     if fpn in FASTER_RCNN_TYPES:
-        return f"not supported: odlite's Faster R-CNN has an FPN; use {_show(fpn)} (the FPN variant)"
+        return f"not supported: odlite's Faster R-CNN has an FPN; use {show(fpn)} (the FPN variant)"
     return f"not supported: only {shown}"
 
-
-AUGMENTATIONS = (
-    "random_horizontal_flip",
-    "random_crop_image",
-    "ssd_random_crop",
-    "random_adjust_brightness",
-    "random_adjust_contrast",
-    "random_adjust_hue",
-    "random_adjust_saturation",
-)
 
 # message -> field -> Rule. A declared field missing here is rejected as "not supported".
 SUPPORTED: dict[str, dict[str, Rule]] = {
@@ -303,33 +240,7 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "warmup_steps": OK,
         "hold_base_rate_steps": OK,
     },
-    "PreprocessingStep": {name: OK for name in AUGMENTATIONS},
-    "RandomHorizontalFlip": {"probability": Rule(between(0.0, 1.0))},
-    "RandomCropImage": {
-        "min_object_covered": Rule(between(0.0, 1.0)),
-        "min_aspect_ratio": Rule(above(0.0)),
-        "max_aspect_ratio": Rule(above(0.0)),
-        "min_area": Rule(above(0.0, 1.0)),
-        "max_area": Rule(above(0.0, 1.0)),
-        "overlap_thresh": Rule(between(0.0, 1.0)),
-        "clip_boxes": OK,
-        "random_coef": Rule(between(0.0, 1.0)),
-    },
-    "SSDRandomCrop": {"operations": OK},
-    "SSDRandomCropOperation": {
-        "min_object_covered": Rule(between(0.0, 1.0)),
-        "min_aspect_ratio": Rule(above(0.0)),
-        "max_aspect_ratio": Rule(above(0.0)),
-        "min_area": Rule(above(0.0, 1.0)),
-        "max_area": Rule(above(0.0, 1.0)),
-        "overlap_thresh": Rule(between(0.0, 1.0)),
-        "clip_boxes": OK,
-        "random_coef": Rule(between(0.0, 1.0)),
-    },
-    "RandomAdjustBrightness": {"max_delta": Rule(between(0.0, 1.0))},
-    "RandomAdjustContrast": {"min_delta": Rule(between(0.0)), "max_delta": Rule(between(0.0))},
-    "RandomAdjustHue": {"max_delta": Rule(between(0.0, 0.5))},
-    "RandomAdjustSaturation": {"min_delta": Rule(between(0.0)), "max_delta": Rule(between(0.0))},
+    **AUGMENTATION_RULES,
     "InputReader": {
         "label_map_path": OK,
         "tf_record_input_reader": OK,
@@ -436,9 +347,7 @@ REASONS: dict[str, str] = {
     "Optimizer": "only 'momentum_optimizer'",
     "Optimizer.moving_average_decay": "odlite keeps no moving average of the weights",
     "LearningRate": "only 'cosine_decay_learning_rate' and 'constant_learning_rate'",
-    "PreprocessingStep": "odlite implements random_horizontal_flip, random_crop_image, ssd_random_crop, "
-    "random_adjust_brightness/contrast/hue/saturation",
-    "RandomHorizontalFlip.keypoint_flip_permutation": "odlite detects boxes, not keypoints",
+    **AUGMENTATION_REASONS,
     "InputReader": "odlite's input pipeline has no equivalent",
     "InputReader.external_input_reader": "only 'tf_record_input_reader'",
     "EvalConfig": "odlite's evaluation has no equivalent",

@@ -1,8 +1,7 @@
-"""The OD API's ``data_augmentation_options``, applied to decoded images before resizing.
+"""Augmentations that move pixels, and so the boxes with them: flips and crops.
 
-Each option keeps the OD API's meaning and parameters, so a tuned config behaves the
-same. They work on a uint8 image and normalised [ymin, xmin, ymax, xmax] boxes, and
-run inside the tf.data pipeline, each example with a seed of its own.
+Each keeps the OD API's meaning and parameters (its ``core/preprocessor.py``), on a uint8
+image and normalised [ymin, xmin, ymax, xmax] boxes.
 """
 
 from __future__ import annotations
@@ -91,48 +90,8 @@ def ssd_random_crop(data: dict, seed: tf.Tensor, operations: list[dict] | None =
     return tf.switch_case(choice, branches)
 
 
-def _photometric(data: dict, fn) -> dict:
-    image = tf.cast(data["image"], tf.float32) / 255.0
-    image = tf.clip_by_value(fn(image), 0.0, 1.0)
-    return {**data, "image": tf.cast(tf.round(image * 255.0), tf.uint8)}
-
-
-AUGMENTATIONS = {
+OPERATIONS = {
     "random_horizontal_flip": horizontal_flip,
     "random_crop_image": crop_image,
     "ssd_random_crop": ssd_random_crop,
-    "random_adjust_brightness": lambda data, seed, max_delta=0.2: _photometric(
-        data, lambda im: tf.image.stateless_random_brightness(im, max_delta, seed)
-    ),
-    "random_adjust_contrast": lambda data, seed, min_delta=0.8, max_delta=1.25: _photometric(
-        data, lambda im: tf.image.stateless_random_contrast(im, min_delta, max_delta, seed)
-    ),
-    "random_adjust_hue": lambda data, seed, max_delta=0.02: _photometric(
-        data, lambda im: tf.image.stateless_random_hue(im, max_delta, seed)
-    ),
-    "random_adjust_saturation": lambda data, seed, min_delta=0.8, max_delta=1.25: _photometric(
-        data, lambda im: tf.image.stateless_random_saturation(im, min_delta, max_delta, seed)
-    ),
 }
-
-
-def augmenter(options: list[tuple[str, dict]]):
-    """A function (example, seed) -> example applying the configured options in order, as the OD API does.
-
-    Stateless random ops drawn from each example's own seed: in a parallel tf.data map a shared
-    random state hands out its numbers in whatever order the threads run, so a seeded run
-    would not repeat.
-    """
-    steps = []
-    for name, params in options:
-        if name not in AUGMENTATIONS:
-            raise ValueError(f"augmentation {name!r} is not implemented")
-        steps.append((AUGMENTATIONS[name], params))
-
-    def apply(data: dict, seed: tf.Tensor) -> dict:
-        seeds = tf.unstack(tf.random.split(seed, max(len(steps), 1)))
-        for (fn, params), step_seed in zip(steps, seeds):
-            data = fn(data, step_seed, **params)
-        return data
-
-    return apply
