@@ -1,7 +1,7 @@
 """The training input: TFRecords -> augmented, labelled batches of uint8 images, in tf.data.
 
 Decoded with Model Garden's TfExampleDecoder, augmented as the config's
-data_augmentation_options say (augment.py), then labelled for the meta-architecture:
+data_augmentation_options say (augment/), then labelled for the meta-architecture:
 the SSD's anchors through Model Garden's AnchorLabeler, Faster R-CNN's through its RPN
 labeller (models/faster_rcnn.py). Images stay uint8 to the device; the training step normalises.
 """
