@@ -37,7 +37,8 @@ from pipelines.config.label_map import read_label_map
 from pipelines.config.pipeline_config import PipelineConfig, parse_pipeline_config
 from pipelines.config.schema import ENUMS, ROOT, message_spec
 from pipelines.config.support import NO_OPS
-from pipelines.data.train_input import train_dataset
+from pipelines.data.augment import augmenter
+from pipelines.data.train_input import ReducedDecoder, train_dataset
 from pipelines.detectors import pipeline_input_size
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
@@ -46,6 +47,7 @@ from pipelines.models.ssd import build_model, normalize_pixels
 from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, make_optimizer
 
 INPUT_BATCHES = 12  # more than one epoch of the 16-image sample at batch 2: num_epochs shows
+AUGMENTED = 4  # training examples the augmentations are applied to, eagerly
 SIZE = 128  # the smallest input odlite's SSD takes
 
 # Fields that only make sense set together (the config's own cross-checks say so).
@@ -214,6 +216,8 @@ class Behaviour:
         self.inputs: dict[str, tuple] = {}
         self.evals: dict[str, str] = {}
         self.passes: dict[tuple, tuple] = {}
+        self.augmented: dict[str, str] = {}
+        self.examples: list[dict] = []
 
     @staticmethod
     def _model_key(spec) -> str:
@@ -263,6 +267,22 @@ class Behaviour:
             self.passes[key] = (outputs, model.get_weights(), regularization, model(images, training=False))
         return self.passes[key]
 
+    def augmentation(self, spec) -> str:
+        """The configured data_augmentation_options applied to a few decoded training examples, three seeds
+        each: what a leaf of them changes shows here, without tracing a training input for it."""
+        key = repr(spec.augmentations)
+        if key not in self.augmented:
+            if not self.examples:  # the first config's training examples, whichever leaf comes later
+                files = sorted({f for p in spec.train_paths for f in tf.io.gfile.glob(p)})
+                decoder = ReducedDecoder(None)
+                self.examples = [decoder.decode(raw) for raw in tf.data.TFRecordDataset(files).take(AUGMENTED)]
+            augment = augmenter(spec.augmentations)
+            out = [
+                augment(ex, tf.constant([seed, i], tf.int64)) for i, ex in enumerate(self.examples) for seed in range(3)
+            ]
+            self.augmented[key] = _digest([[o["image"], o["groundtruth_boxes"], o["groundtruth_classes"]] for o in out])
+        return self.augmented[key]
+
     def eval_input(self, spec) -> str:
         size = pipeline_input_size(spec)
         key = repr((spec.eval_paths, size, spec.eval_examples))
@@ -301,6 +321,7 @@ class Behaviour:
                 "optimizer": optimizer,
                 "network (FasterRcnnSpec) and dtype policy": lambda: repr((spec.model, spec.use_bfloat16)),
                 "evaluation input": lambda: self.eval_input(spec),
+                "augmentation": lambda: self.augmentation(spec),
                 "training input": lambda: self.train_input(spec)[1],
             }
         return {
@@ -309,6 +330,7 @@ class Behaviour:
             "TFLite post-processing": lambda: repr(tflite_post_processing(spec.model)),
             "optimizer": optimizer,
             "evaluation input": lambda: self.eval_input(spec),
+            "augmentation": lambda: self.augmentation(spec),
             "training input": lambda: self.train_input(spec)[1],
             "initial weights": lambda: _digest(self.model(spec)[1]),
             "training-mode outputs": lambda: _digest(model_run()[0]["cls_outputs"], model_run()[0]["box_outputs"]),
