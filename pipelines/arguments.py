@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines import __version__
+from pipelines import __version__, defaults
 from pipelines.config.pipeline_config import ALIASES
 from pipelines.data.images import DEFAULT_MAX_PIXELS
 
@@ -45,9 +45,12 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
     p.add_argument("--label-map", type=Path, help="label_map.pbtxt to use (default: derived from the labels)")
     p.add_argument("--images", type=Path, help="folder to look for images in, when not beside the annotations")
     p.add_argument(
-        "--val-fraction", type=float, default=0.2, help="share of images for val when the dataset has no split"
+        "--val-fraction",
+        type=float,
+        default=defaults.VAL_FRACTION,
+        help="share of images for val when the dataset has no split",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/val split and record order")
+    p.add_argument("--seed", type=int, default=defaults.SPLIT_SEED, help="seed of the train/val split and record order")
     p.add_argument("--num-shards", type=int, help=f"shards per split (default: one per {1000} images)")
     p.add_argument("--skip-invalid", action="store_true", help="skip invalid files, convert the rest, list them")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -59,7 +62,7 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
 
     p = verbs.add_parser("inspect", help="counts per class and sample pictures from TFRecords")
     p.add_argument("data_dir", type=Path, help="folder with TFRecords (and label_map.pbtxt)")
-    p.add_argument("--samples", type=int, default=4, help="pictures to draw per split")
+    p.add_argument("--samples", type=int, default=defaults.INSPECT_SAMPLES, help="pictures to draw per split")
     p.add_argument("--out", type=Path, help="where to write the pictures (default: DATA_DIR/inspect)")
     p.add_argument("--label-map", type=Path, help="label map (default: DATA_DIR/label_map.pbtxt)")
     _max_pixels_option(p, "to draw an image")
@@ -91,14 +94,20 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
     p.add_argument("--config", type=Path, required=True, help="pipeline.config")
     p.add_argument("--model-dir", type=Path, required=True, help="checkpoints, TensorBoard logs, resolved config")
     p.add_argument("--num-steps", type=int, help="train to this step (default: train_config.num_steps)")
-    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
-    p.add_argument("--keep-checkpoints", type=int, default=5, help="checkpoints kept (besides best/)")
+    p.add_argument("--checkpoint-every", type=int, default=defaults.CHECKPOINT_EVERY, help="steps between checkpoints")
+    p.add_argument(
+        "--keep-checkpoints", type=int, default=defaults.KEEP_CHECKPOINTS, help="checkpoints kept (besides best/)"
+    )
     p.add_argument("--steps-per-loop", type=int, help="steps per tf.function call (default: 50 on a GPU, 1 on the CPU)")
     p.add_argument("--summary-every", type=int, help="steps between loss readings (default: 10 or steps-per-loop)")
     p.add_argument(
         "--eval-every", type=int, default=0, help="evaluate every N-th step's checkpoint; keep the best in DIR/best"
     )
-    p.add_argument("--best-metric", default="AP", help="what best means: AP (mAP@0.5:0.95), AP50, ... or AP50/<class>")
+    p.add_argument(
+        "--best-metric",
+        default=defaults.BEST_METRIC,
+        help="what best means: AP (mAP@0.5:0.95), AP50, ... or AP50/<class>",
+    )
     p.add_argument("--early-stop-patience", type=int, default=0, help="stop after K evaluations without improvement")
     p.add_argument("--from-scratch", action="store_true", help="train from scratch if fine_tune_checkpoint is missing")
     p.add_argument("--mixed-precision", action="store_true", help="train in float16 on the GPU")
@@ -113,10 +122,14 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
     p.add_argument("--tflite", type=Path, help="evaluate this exported .tflite instead of a checkpoint")
     p.add_argument("--checkpoint", help="checkpoint prefix (default: the latest in MODEL_DIR)")
     p.add_argument("--out", type=Path, help="report folder (default: MODEL_DIR/eval/step-N or EXPORT/eval/NAME)")
-    p.add_argument("--min-score", type=float, default=0.5, help="score threshold for pictures and confusion matrix")
-    p.add_argument("--samples", type=int, default=6, help="validation pictures to draw")
+    p.add_argument(
+        "--min-score", type=float, default=defaults.MIN_SCORE, help="score threshold for pictures and confusion matrix"
+    )
+    p.add_argument("--samples", type=int, default=defaults.EVAL_SAMPLES, help="validation pictures to draw")
     p.add_argument("--watch", action="store_true", help="evaluate each new checkpoint while training runs")
-    p.add_argument("--timeout", type=float, default=3600, help="with --watch: stop after this long without one")
+    p.add_argument(
+        "--timeout", type=float, default=defaults.WATCH_TIMEOUT_S, help="with --watch: stop after this long without one"
+    )
     _max_pixels_option(p, "to draw a sample image")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=commands["eval"])
@@ -127,7 +140,12 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
     p.add_argument("--out", type=Path, required=True, help="export folder, e.g. exported/tooth")
     p.add_argument("--checkpoint", help="checkpoint prefix (default: MODEL_DIR/best, else the latest)")
     p.add_argument("--variants", help="comma-separated TFLite models: fp32, fp16, int8 (default: all three; SSD only)")
-    p.add_argument("--calibration-images", type=int, default=300, help="training images to calibrate int8 on")
+    p.add_argument(
+        "--calibration-images",
+        type=int,
+        default=defaults.CALIBRATION_IMAGES,
+        help="training images to calibrate int8 on",
+    )
     p.add_argument(
         "--mediapipe-python", type=Path, help="python of the MediaPipe tools venv (make tools): check each model"
     )
@@ -139,8 +157,8 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
     p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("--model", type=Path, required=True, help=".tflite, SavedModel/export folder or checkpoints")
     p.add_argument("--out", type=Path, required=True, help="folder for the pictures and detections.json")
-    p.add_argument("--min-score", type=float, default=0.5, help="drop detections scoring less")
-    p.add_argument("--max-boxes", type=int, default=100, help="keep at most this many per image")
+    p.add_argument("--min-score", type=float, default=defaults.MIN_SCORE, help="drop detections scoring less")
+    p.add_argument("--max-boxes", type=int, default=defaults.MAX_BOXES, help="keep at most this many per image")
     p.add_argument("--classes", help="comma-separated labels to keep, e.g. caries")
     p.add_argument("--checkpoint", help="with a checkpoint folder: this checkpoint (default: best/, else the latest)")
     _max_pixels_option(p, "an image")
@@ -153,14 +171,21 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
         type=Path,
         help="a .tflite or a SavedModel / export folder (default: the newest exported/*/model_int8.tflite)",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default=defaults.HOST, help="address to listen on")
+    p.add_argument("--port", type=int, default=defaults.SERVE_PORT)
     p.add_argument(
-        "--interpreters", type=int, default=2, help="requests inferring at once (LiteRT interpreters for a .tflite)"
+        "--interpreters",
+        type=int,
+        default=defaults.INTERPRETERS,
+        help="requests inferring at once (LiteRT interpreters for a .tflite)",
     )
-    p.add_argument("--threads", type=int, default=1, help="threads of each LiteRT interpreter")
+    p.add_argument(
+        "--threads", type=int, default=defaults.INTERPRETER_THREADS, help="threads of each LiteRT interpreter"
+    )
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own interpreters")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted image (413 past it)")
+    p.add_argument(
+        "--max-upload-mb", type=float, default=defaults.MAX_UPLOAD_MB, help="largest accepted image (413 past it)"
+    )
     _max_pixels_option(p, "an image (413)")
     p.add_argument("--decoders", type=int, help="uploads read and decoded at once (default: --interpreters)")
     allowed = "a web page's origin (scheme://host[:port]) allowed to call it (repeatable; default none: 403)"
@@ -179,9 +204,9 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
     )
     p.add_argument("--config", type=Path, help="pipeline.config (default: the one beside each model)")
     p.add_argument("--checkpoint", help="with checkpoint folders: this checkpoint (default: best/, else the latest)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--min-score", type=float, default=0.5, help="the score slider's starting point")
+    p.add_argument("--host", default=defaults.HOST, help="address to listen on")
+    p.add_argument("--port", type=int, default=defaults.BROWSE_PORT)
+    p.add_argument("--min-score", type=float, default=defaults.MIN_SCORE, help="the score slider's starting point")
     p.add_argument("--quiet", action="store_true", help="no progress bar when a model is evaluated")
     p.set_defaults(run=commands["browse"])
 
@@ -189,7 +214,12 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
     p.add_argument("--config", type=Path, required=True, help="base pipeline.config")
     p.add_argument("--grid", type=Path, required=True, help="grid YAML (see configs/sweeps/)")
     p.add_argument("--out", type=Path, required=True, help="sweep folder; rerun to resume")
-    p.add_argument("--seed", type=int, default=1, help="the same seed for every point, so points differ by settings")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.SWEEP_SEED,
+        help="the same seed for every point, so points differ by settings",
+    )
     p.add_argument(
         "--eval-every", type=int, default=0, help="evaluate while training; rank each point by its best checkpoint"
     )

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines import defaults
 from pipelines.artifacts import (
     EXPORT_REPORT,
     checkpoint_report_folder,
@@ -295,7 +296,7 @@ def prepare(
     return Browser.from_detections(images, parts)
 
 
-def create_app(browser: Browser, threshold: float = 0.5, loopback_only: bool = True):
+def create_app(browser: Browser, threshold: float = defaults.MIN_SCORE, loopback_only: bool = True):
     """The page and its API; ``loopback_only``: answer only requests addressed to a loopback name."""
     from fastapi import FastAPI, HTTPException, Query
     from fastapi.responses import FileResponse, Response
@@ -341,7 +342,9 @@ def create_app(browser: Browser, threshold: float = 0.5, loopback_only: bool = T
     return app
 
 
-def browse(browser: Browser, host: str = "127.0.0.1", port: int = 8080, threshold: float = 0.5) -> None:
+def browse(
+    browser: Browser, host: str = defaults.HOST, port: int = defaults.BROWSE_PORT, threshold: float = defaults.MIN_SCORE
+) -> None:
     import uvicorn
 
     from pipelines.origins import is_loopback

@@ -18,6 +18,7 @@ import numpy as np
 from natsort import natsorted
 from PIL import Image
 
+from pipelines import defaults
 from pipelines.artifacts import CONFIG_NAME, LABELS_FILE, checkpoint_step, label_lines, resolve_config
 from pipelines.atomic import refuse_overlap, write_text_atomically
 from pipelines.console import progress_bar
@@ -195,8 +196,8 @@ def detect(
     model_path: str | Path,
     inputs: list[str],
     out: str | Path,
-    min_score: float = 0.5,
-    max_boxes: int = 100,
+    min_score: float = defaults.MIN_SCORE,
+    max_boxes: int = defaults.MAX_BOXES,
     classes: list[str] | None = None,
     progress: bool = True,
     checkpoint: str | None = None,

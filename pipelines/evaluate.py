@@ -22,6 +22,7 @@ import tensorflow as tf
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from pipelines import defaults
 from pipelines.artifacts import (
     checkpoint_report_folder,
     checkpoint_step,
@@ -218,8 +219,8 @@ def score(
     spec: TrainSpec,
     out: Path,
     about: dict,
-    min_score: float = 0.5,
-    samples: int = 6,
+    min_score: float = defaults.MIN_SCORE,
+    samples: int = defaults.EVAL_SAMPLES,
     batch_size: int = 8,
     progress=True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -250,8 +251,8 @@ def evaluate(
     model_dir: str | Path,
     checkpoint: str | None = None,
     out: str | Path | None = None,
-    min_score: float = 0.5,
-    samples: int = 6,
+    min_score: float = defaults.MIN_SCORE,
+    samples: int = defaults.EVAL_SAMPLES,
     batch_size: int = 8,
     progress: bool = True,
     detector: CheckpointDetector | None = None,
@@ -285,8 +286,8 @@ def evaluate_export(
     model: str | Path,
     config_path: str | Path | None = None,
     out: str | Path | None = None,
-    min_score: float = 0.5,
-    samples: int = 6,
+    min_score: float = defaults.MIN_SCORE,
+    samples: int = defaults.EVAL_SAMPLES,
     progress: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict:
@@ -303,7 +304,7 @@ def evaluate_export(
     return score(detect, spec, out, about, min_score, samples, batch_size, progress, max_pixels)
 
 
-def evaluate_continuously(config_path, model_dir, timeout: float = 3600, **kwargs):
+def evaluate_continuously(config_path, model_dir, timeout: float = defaults.WATCH_TIMEOUT_S, **kwargs):
     """Evaluate each new checkpoint as training writes it, until the last step, eval_config.max_evals
     evaluations (when set), or ``timeout`` seconds without a new checkpoint."""
     model_dir = Path(model_dir)

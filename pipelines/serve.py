@@ -38,13 +38,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
+from pipelines import defaults
 from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem, ImageTooLarge, Picture, open_image
 from pipelines.detect import Model, load_model
 from pipelines.detectors import saved_model_folder
 from pipelines.errors import OdliteError
 from pipelines.origins import OriginGate
 
-DEFAULT_MAX_UPLOAD = 10 * 2**20
+DEFAULT_MAX_UPLOAD = round(defaults.MAX_UPLOAD_MB * 2**20)
 MULTIPART_FRAMING = 64 * 1024  # a body may exceed its image by the multipart headers and boundaries
 STARLETTE_TOO_LARGE = "Content Too Large"  # the detail of RequestBodyLimitMiddleware's 413
 # A picture no larger than this waits for an interpreter without holding a decode slot: what a photo is
@@ -56,7 +57,7 @@ SMALL_PICTURE = 16 * 2**20
 class ModelPool:
     """``size`` copies of the model, each with its own interpreter; ``borrow`` blocks until one is free."""
 
-    def __init__(self, path: Path, size: int, threads: int = 1):
+    def __init__(self, path: Path, size: int, threads: int = defaults.INTERPRETER_THREADS):
         saved_model = saved_model_folder(path) is not None
         if path.suffix != ".tflite" and not saved_model:
             raise OdliteError.at(path, "serve takes an exported .tflite or SavedModel (a folder from odlite export)")
@@ -90,7 +91,7 @@ def create_app(
     model_path: str | Path,
     pool_size: int = 2,
     max_upload: int = DEFAULT_MAX_UPLOAD,
-    threads: int = 1,
+    threads: int = defaults.INTERPRETER_THREADS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     decoders: int | None = None,
     allow_origins: list[str] | tuple[str, ...] = (),
@@ -161,8 +162,8 @@ def create_app(
     @app.post("/tag")
     def tag(
         file: UploadFile = File(..., description="the image (JPEG, PNG, ...)"),  # noqa: B008
-        min_score: float = Query(0.5, ge=0.0, le=1.0, description="drop tags scoring less"),
-        max_boxes: int = Query(100, ge=1, le=1000, description="at most this many tags"),
+        min_score: float = Query(defaults.MIN_SCORE, ge=0.0, le=1.0, description="drop tags scoring less"),
+        max_boxes: int = Query(defaults.MAX_BOXES, ge=1, le=1000, description="at most this many tags"),
         classes: str | None = Query(None, description="comma-separated labels to keep, e.g. caries"),
     ) -> dict:
         wanted = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
@@ -221,7 +222,7 @@ def app_from_environment() -> FastAPI:
     return create_app(**json.loads(os.environ[SETTINGS_VARIABLE]))
 
 
-def serve(model_path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **settings):
+def serve(model_path, host: str = defaults.HOST, port: int = defaults.SERVE_PORT, workers: int = 1, **settings):
     """Serve until stopped; ``settings`` are ``create_app``'s. ``workers`` > 1 runs that many processes
     (uvicorn's), each with its own pool and its own ``decoders`` slots."""
     import uvicorn

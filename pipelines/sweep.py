@@ -38,6 +38,7 @@ from pathlib import Path
 
 import yaml
 
+from pipelines import defaults
 from pipelines.atomic import refuse_overlap, write_text_atomically
 from pipelines.config.pipeline_config import patch_config
 from pipelines.errors import OdliteError
@@ -119,7 +120,7 @@ def sweep(
     base_config: str | Path,
     grid_path: str | Path,
     out: str | Path,
-    seed: int | None = 1,
+    seed: int | None = defaults.SWEEP_SEED,
     progress: bool = True,
     say=print,
     eval_every: int = 0,

@@ -28,6 +28,7 @@ import tensorflow as tf
 import tf_keras
 from official.vision.losses import focal_loss, loss_utils
 
+from pipelines import defaults
 from pipelines.artifacts import CONFIG_NAME, checkpoints, config_inputs
 from pipelines.atomic import refuse_overlap, write_text_atomically
 from pipelines.config.experiment import LearningRate, TrainSpec, build_network, load_train_spec
@@ -209,12 +210,12 @@ def train(
     config_path: str | Path,
     model_dir: str | Path,
     num_steps: int | None = None,
-    checkpoint_every: int = 100,
-    keep_checkpoints: int = 5,
+    checkpoint_every: int = defaults.CHECKPOINT_EVERY,
+    keep_checkpoints: int = defaults.KEEP_CHECKPOINTS,
     summary_every: int | None = None,
     steps_per_loop: int | None = None,
     eval_every: int = 0,
-    best_metric: str = "AP",
+    best_metric: str = defaults.BEST_METRIC,
     early_stop_patience: int = 0,
     from_scratch: bool = False,
     mixed_precision: bool = False,

@@ -24,6 +24,7 @@ from pathlib import Path
 import tensorflow as tf
 from natsort import natsort_keygen
 
+from pipelines import defaults
 from pipelines.data.annotations import Box, Dataset, Entry, read_dataset
 from pipelines.atomic import atomic_folder, refuse_overlap
 from pipelines.config.label_map import format_label_map, labels_by_name, read_label_map
@@ -200,8 +201,8 @@ def convert(
     out: Path,
     label_map_path: Path | None = None,
     images: Path | None = None,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    val_fraction: float = defaults.VAL_FRACTION,
+    seed: int = defaults.SPLIT_SEED,
     num_shards: int | None = None,
     skip_invalid: bool = False,
     overwrite: bool = False,

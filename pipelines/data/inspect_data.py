@@ -13,6 +13,7 @@ from pathlib import Path
 
 from natsort import natsorted
 
+from pipelines import defaults
 from pipelines.config.label_map import read_label_map
 from pipelines.reports.draw import draw_boxes
 from pipelines.errors import OdliteError
@@ -48,7 +49,7 @@ def find_record_files(data_dir: Path) -> dict[str, list[Path]]:
 
 def inspect_records(
     data_dir: Path,
-    samples: int = 4,
+    samples: int = defaults.INSPECT_SAMPLES,
     out: Path | None = None,
     label_map_path: Path | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,

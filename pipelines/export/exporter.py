@@ -37,6 +37,7 @@ import tensorflow as tf
 from official.vision.modeling.layers import detection_generator
 from tensorflow.lite.tools import flatbuffer_utils
 
+from pipelines import defaults
 from pipelines.artifacts import (
     CONFIG_NAME,
     EXPORT_REPORT,
@@ -257,7 +258,7 @@ def export(
     model_dir: str | Path,
     out: str | Path,
     checkpoint: str | None = None,
-    calibration_images: int = 300,
+    calibration_images: int = defaults.CALIBRATION_IMAGES,
     variants: tuple[str, ...] | None = None,
     tools_python: str | Path | None = None,
     overwrite: bool = False,
