@@ -268,20 +268,25 @@ class Behaviour:
         return self.passes[key]
 
     def augmentation(self, spec) -> str:
-        """The configured data_augmentation_options applied to a few decoded training examples, three seeds
-        each: what a leaf of them changes shows here, without tracing a training input for it."""
-        key = repr(spec.augmentations)
-        if key not in self.augmented:
-            if not self.examples:  # the first config's training examples, whichever leaf comes later
-                files = sorted({f for p in spec.train_paths for f in tf.io.gfile.glob(p)})
-                decoder = ReducedDecoder(None)
-                self.examples = [decoder.decode(raw) for raw in tf.data.TFRecordDataset(files).take(AUGMENTED)]
-            augment = augmenter(spec.augmentations)
-            out = [
-                augment(ex, tf.constant([seed, i], tf.int64)) for i, ex in enumerate(self.examples) for seed in range(3)
-            ]
-            self.augmented[key] = _digest([[o["image"], o["groundtruth_boxes"], o["groundtruth_classes"]] for o in out])
-        return self.augmented[key]
+        """Each configured data_augmentation_options step applied alone to a few decoded training examples,
+        three seeds each: a leaf of a step changes that step's output, which shows here without tracing a
+        training input, and without rerunning the other steps (their order is the training input's to show)."""
+        if not self.examples:  # the first config's training examples, whichever leaf comes later
+            files = sorted({f for p in spec.train_paths for f in tf.io.gfile.glob(p)})
+            decoder = ReducedDecoder(None)
+            self.examples = [decoder.decode(raw) for raw in tf.data.TFRecordDataset(files).take(AUGMENTED)]
+        digests = []
+        for step in spec.augmentations:
+            key = repr(step)
+            if key not in self.augmented:
+                augment = augmenter([step])
+                seeds = [(i, seed) for i in range(len(self.examples)) for seed in range(3)]
+                out = [augment(self.examples[i], tf.constant([seed, i], tf.int64)) for i, seed in seeds]
+                self.augmented[key] = _digest(
+                    [[o["image"], o["groundtruth_boxes"], o["groundtruth_classes"]] for o in out]
+                )
+            digests.append(self.augmented[key])
+        return "/".join(digests)
 
     def eval_input(self, spec) -> str:
         size = pipeline_input_size(spec)
