@@ -335,3 +335,30 @@ def test_the_config_refuses_what_cannot_be_honoured(tiny_config, step, problem):
     with pytest.raises(OdliteError) as caught:
         parse_pipeline_config(text)
     assert re.search(re.escape(problem), " ".join(str(p) for p in caught.value.problems))
+
+
+@pytest.mark.parametrize(
+    "step, needed",
+    [
+        ("adjust_gamma { gamma: 0.5 }", 128),
+        ("random_patch_gaussian { }", None),
+        ("random_jpeg_quality { }", None),
+        ("resize_image { new_height: 50 new_width: 60 }", None),
+    ],
+)
+def test_operations_measured_in_pixels_make_the_input_decode_the_full_picture(tiny_config, monkeypatch, step, needed):
+    """The OD API augments the full-size picture: a noise patch of 250 pixels, JPEG's 8x8 blocks or a resize
+    to 600 pixels mean the same only on it, so those chains skip the decode reduced to the input's scale."""
+    from pipelines.data import train_input
+
+    sizes = []
+
+    class Recording(train_input.ReducedDecoder):
+        def __init__(self, size):
+            sizes.append(size)
+            super().__init__(size)
+
+    monkeypatch.setattr(train_input, "ReducedDecoder", Recording)
+    spec = train_spec(parse_pipeline_config(_config(tiny_config, f"  data_augmentation_options {{ {step} }}\n")))
+    train_input.train_dataset(spec, 2, seed=0)
+    assert sizes == [needed]
