@@ -32,7 +32,6 @@ AUGMENTATIONS = (
     "subtract_channel_mean",
 )
 
-
 AUGMENTATION_RULES = {
     "PreprocessingStep": {name: OK for name in AUGMENTATIONS},
     "RandomHorizontalFlip": {"probability": Rule(between(0.0, 1.0))},
@@ -91,7 +90,7 @@ AUGMENTATION_RULES = {
         "new_width": Rule(above(0), required=True),
         "method": OK,
     },
-    # Label ids as the label map numbers them; checks.py holds them within num_classes.
+    # Label ids as the label map numbers them; augmentation_value_checks holds them within num_classes.
     "DropLabelProbabilistically": {
         "label": Rule(between(1), required=True),
         "drop_probability": Rule(between(0.0, 1.0)),
@@ -103,7 +102,7 @@ AUGMENTATION_RULES = {
         "target_minval": OK,
         "target_maxval": OK,
     },
-    "SubtractChannelMean": {"means": REQUIRED},  # one per channel: checks.py
+    "SubtractChannelMean": {"means": REQUIRED},  # one per channel: augmentation_value_checks
 }
 
 AUGMENTATION_REASONS = {
@@ -111,8 +110,8 @@ AUGMENTATION_REASONS = {
     "random_adjust_brightness/contrast/hue/saturation",
     "RandomHorizontalFlip.keypoint_flip_permutation": "odlite detects boxes, not keypoints",
     "PreprocessingStep.rgb_to_gray": "odlite's networks take 3-channel images and rgb_to_gray makes a 1-channel one "
-    "(the OD API's Keras MobileNet and ResNet backbones refuse it too); random_rgb_to_gray { probability: 1.0 } "
-    "gives the same grey picture in 3 channels",
+    "(what sets it apart from random_rgb_to_gray); random_rgb_to_gray { probability: 1.0 } gives the same grey "
+    "picture in 3 channels",
 }
 
 
