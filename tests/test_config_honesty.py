@@ -101,6 +101,21 @@ AUGMENTATION_STEPS = """data_augmentation_options { random_horizontal_flip { } }
   data_augmentation_options { random_adjust_contrast { } }
   data_augmentation_options { random_adjust_hue { } }
   data_augmentation_options { random_adjust_saturation { } }
+  data_augmentation_options { random_pixel_value_scale { minval: 0.8 maxval: 1.2 } }
+  data_augmentation_options { random_rgb_to_gray { probability: 0.5 } }
+  data_augmentation_options { random_distort_color { color_ordering: 1 } }
+  data_augmentation_options { adjust_gamma { gamma: 0.8 gain: 1.1 } }
+  data_augmentation_options { random_black_patches { max_black_patches: 4 probability: 0.6 size_to_image_ratio: 0.2 } }
+  data_augmentation_options { random_jpeg_quality { random_coef: 0.2 min_jpeg_quality: 30 max_jpeg_quality: 90 } }
+  data_augmentation_options { random_patch_gaussian { random_coef: 0.1 min_patch_size: 5 max_patch_size: 60
+    min_gaussian_stddev: 0.1 max_gaussian_stddev: 0.5 } }
+  data_augmentation_options { random_resize_method { target_height: 150 target_width: 170 } }
+  data_augmentation_options { resize_image { new_height: 140 new_width: 160 method: AREA } }
+  data_augmentation_options { drop_label_probabilistically { label: 1 drop_probability: 0.5 } }
+  data_augmentation_options { remap_labels { original_labels: 2 new_label: 1 } }
+  data_augmentation_options { normalize_image { original_minval: 0 original_maxval: 255 target_minval: -1
+    target_maxval: 1 } }
+  data_augmentation_options { subtract_channel_mean { means: [0.1, 0.2, 0.3] } }
   optimizer {"""
 
 
@@ -183,7 +198,13 @@ def _candidates(path: str, value, field, alternatives: dict) -> list[str]:
     if path in alternatives:
         return alternatives[path]
     if field.repeated and field.type == "float":
-        return [",".join(str(v) for v in [*value, 3.0]), ",".join(str(v) for v in value[:-1] or [1.5])]
+        return [
+            ",".join(str(v) for v in [*value, 3.0]),
+            ",".join(str(v) for v in value[:-1] or [1.5]),
+            ",".join(str(v + 1.0) for v in value),  # as many values, for a field that needs that many
+        ]
+    if field.repeated and field.type in ("int32", "int64"):
+        return [",".join(str(v) for v in [*value, 3]), ",".join(str(v) for v in value[:-1] or [1])]
     if field.kind == "enum":
         return [name for name in ENUMS[field.type] if name != value]
     if field.type == "bool":
@@ -365,7 +386,7 @@ def _concrete(path: str, bases: dict[str, PipelineConfig]) -> tuple[str, str]:
     member's fields are tried where that member is chosen); blocks no base writes are created by ``set``."""
     parent = path.rsplit(".", 1)[0]
     for name, config in bases.items():
-        for indices in itertools.product(range(8), repeat=parent.count("[*]")):
+        for indices in itertools.product(range(48), repeat=parent.count("[*]")):  # 48: above the 39 operations
             concrete = parent
             for index in indices:
                 concrete = concrete.replace("[*]", f"[{index}]", 1)

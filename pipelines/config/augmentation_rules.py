@@ -6,7 +6,7 @@ and the reason for each it refuses; ``support.py`` merges both into its tables.
 
 from __future__ import annotations
 
-from pipelines.config.rules import OK, Rule, above, between
+from pipelines.config.rules import OK, REQUIRED, Rule, above, between, only
 
 # The operations odlite implements, as PreprocessingStep names them.
 AUGMENTATIONS = (
@@ -17,6 +17,19 @@ AUGMENTATIONS = (
     "random_adjust_contrast",
     "random_adjust_hue",
     "random_adjust_saturation",
+    "random_pixel_value_scale",
+    "random_rgb_to_gray",
+    "random_distort_color",
+    "adjust_gamma",
+    "random_black_patches",
+    "random_jpeg_quality",
+    "random_patch_gaussian",
+    "random_resize_method",
+    "resize_image",
+    "drop_label_probabilistically",
+    "remap_labels",
+    "normalize_image",
+    "subtract_channel_mean",
 )
 
 AUGMENTATION_RULES = {
@@ -47,10 +60,78 @@ AUGMENTATION_RULES = {
     "RandomAdjustContrast": {"min_delta": Rule(between(0.0)), "max_delta": Rule(between(0.0))},
     "RandomAdjustHue": {"max_delta": Rule(between(0.0, 0.5))},
     "RandomAdjustSaturation": {"min_delta": Rule(between(0.0)), "max_delta": Rule(between(0.0))},
+    "RandomPixelValueScale": {"minval": Rule(between(0.0)), "maxval": Rule(between(0.0))},
+    "RandomRGBtoGray": {"probability": Rule(between(0.0, 1.0))},
+    "RandomDistortColor": {"color_ordering": Rule(only(0, 1))},
+    "AdjustGamma": {"gamma": Rule(between(0.0)), "gain": OK},
+    "RandomBlackPatches": {
+        "max_black_patches": Rule(between(0)),
+        "probability": Rule(between(0.0, 1.0)),
+        "size_to_image_ratio": Rule(between(0.0, 1.0)),
+    },
+    "RandomJpegQuality": {
+        "random_coef": Rule(between(0.0, 1.0)),
+        "min_jpeg_quality": Rule(between(0, 100)),
+        "max_jpeg_quality": Rule(between(0, 100)),
+    },
+    "RandomPatchGaussian": {
+        "random_coef": Rule(between(0.0, 1.0)),
+        "min_patch_size": Rule(between(1)),
+        "max_patch_size": Rule(between(1)),
+        "min_gaussian_stddev": Rule(between(0.0)),
+        "max_gaussian_stddev": Rule(between(0.0)),
+    },
+    "RandomResizeMethod": {
+        "target_height": Rule(above(0), required=True),
+        "target_width": Rule(above(0), required=True),
+    },
+    "ResizeImage": {
+        "new_height": Rule(above(0), required=True),
+        "new_width": Rule(above(0), required=True),
+        "method": OK,
+    },
+    # Label ids as the label map numbers them; augmentation_value_checks holds them within num_classes.
+    "DropLabelProbabilistically": {
+        "label": Rule(between(1), required=True),
+        "drop_probability": Rule(between(0.0, 1.0)),
+    },
+    "RemapLabels": {"original_labels": Rule(required=True), "new_label": Rule(between(1), required=True)},
+    "NormalizeImage": {
+        "original_minval": REQUIRED,
+        "original_maxval": REQUIRED,
+        "target_minval": OK,
+        "target_maxval": OK,
+    },
+    "SubtractChannelMean": {"means": REQUIRED},  # one per channel: augmentation_value_checks
 }
 
 AUGMENTATION_REASONS = {
     "PreprocessingStep": "odlite implements random_horizontal_flip, random_crop_image, ssd_random_crop, "
     "random_adjust_brightness/contrast/hue/saturation",
     "RandomHorizontalFlip.keypoint_flip_permutation": "odlite detects boxes, not keypoints",
+    "PreprocessingStep.rgb_to_gray": "odlite's networks take 3-channel images and rgb_to_gray makes a 1-channel one "
+    "(what sets it apart from random_rgb_to_gray); random_rgb_to_gray { probability: 1.0 } gives the same grey "
+    "picture in 3 channels",
 }
+
+
+def augmentation_value_checks(path: str, params: dict, num_classes: int | None) -> list[tuple[str, str]]:
+    """(path, reason) for each constraint between one step's fields broken: integers drawn from [low, high)
+    need a range (TensorFlow refuses an empty one); normalize_image's range a width; subtract_channel_mean a
+    mean per RGB channel (as the OD API requires); the label operations' ids must be the label map's."""
+    out = []
+    for low, high in (("min_jpeg_quality", "max_jpeg_quality"), ("min_patch_size", "max_patch_size")):
+        if low in params and params[low] >= params[high]:
+            out.append((f"{path}.{low}", f"must be less than {high} ({params[high]}), got {params[low]}"))
+    if "original_minval" in params and params["original_minval"] == params["original_maxval"]:
+        out.append((f"{path}.original_maxval", f"must differ from original_minval ({params['original_minval']})"))
+    if "means" in params and len(params["means"]) != 3:
+        out.append((f"{path}.means", f"must hold 3 values (one per RGB channel), got {len(params['means'])}"))
+    for field in ("label", "new_label", "original_labels"):
+        ids = params.get(field, [])
+        for label in ids if isinstance(ids, list) else [ids]:
+            if num_classes and not 1 <= label <= num_classes:
+                out.append(
+                    (f"{path}.{field}", f"must be a label map id, 1 to num_classes ({num_classes}), got {label}")
+                )
+    return out

@@ -4,6 +4,7 @@ Decoded with Model Garden's TfExampleDecoder, augmented as the config's
 data_augmentation_options say (augment/), then labelled for the meta-architecture:
 the SSD's anchors through Model Garden's AnchorLabeler, Faster R-CNN's through its RPN
 labeller (models/faster_rcnn.py). Images stay uint8 to the device; the training step normalises.
+A config with normalize_image or subtract_channel_mean sends float32 images (augment.FLOAT_RANGE).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from official.vision.dataloaders import tf_example_decoder
 from official.vision.ops import anchor
 
 from pipelines.artifacts import glob_inputs
-from pipelines.data.augment import augmenter
+from pipelines.data.augment import augmenter, needs_full_size
 from pipelines.config.experiment import TrainSpec
 from pipelines.models.faster_rcnn import rpn_labeller
 from pipelines.data.resize import resize_to_input
@@ -62,7 +63,10 @@ def anchor_labeller(spec: TrainSpec):
             "cls_weights": cls_weights,
             "box_weights": box_weights,
         }
-        return resize_to_input(data["image"], size), targets
+        image = data["image"]
+        if image.dtype != tf.uint8:  # normalize_image's values, unrounded (augment.FLOAT_RANGE)
+            return tf.image.resize(image, [size, size], method="bilinear"), targets
+        return resize_to_input(image, size), targets
 
     return label
 
@@ -72,7 +76,7 @@ def train_dataset(spec: TrainSpec, batch_size: int, seed: int | None = None) -> 
     ``shuffle: false``, endless unless it sets ``num_epochs``."""
     files = glob_inputs(spec.train_paths, "train_input_reader")
     two_stage = spec.model.kind == "faster_rcnn"
-    decoder = ReducedDecoder(None if two_stage else spec.model.input_size)
+    decoder = ReducedDecoder(None if two_stage or needs_full_size(spec.augmentations) else spec.model.input_size)
     label = rpn_labeller(spec.model, spec.max_boxes) if two_stage else anchor_labeller(spec)
     augment = augmenter(spec.augmentations)
     dataset = tf.data.Dataset.from_tensor_slices(files)
