@@ -17,6 +17,10 @@ AUGMENTATIONS = (
     "random_adjust_contrast",
     "random_adjust_hue",
     "random_adjust_saturation",
+    "random_vertical_flip",
+    "random_rotation90",
+    "random_jitter_boxes",
+    "random_crop_to_aspect_ratio",
 )
 
 AUGMENTATION_RULES = {
@@ -47,10 +51,19 @@ AUGMENTATION_RULES = {
     "RandomAdjustContrast": {"min_delta": Rule(between(0.0)), "max_delta": Rule(between(0.0))},
     "RandomAdjustHue": {"max_delta": Rule(between(0.0, 0.5))},
     "RandomAdjustSaturation": {"min_delta": Rule(between(0.0)), "max_delta": Rule(between(0.0))},
+    "RandomVerticalFlip": {"probability": Rule(between(0.0, 1.0))},
+    "RandomRotation90": {"probability": Rule(between(0.0, 1.0))},
+    "RandomJitterBoxes": {"ratio": Rule(between(0.0)), "jitter_mode": OK},
+    "RandomCropToAspectRatio": {
+        "aspect_ratio": Rule(above(0.0)),
+        "overlap_thresh": Rule(between(0.0, 1.0)),
+        "clip_boxes": OK,
+    },
 }
 
 AUGMENTATION_REASONS = {
-    "PreprocessingStep": "odlite implements random_horizontal_flip, random_crop_image, ssd_random_crop, "
-    "random_adjust_brightness/contrast/hue/saturation",
+    "PreprocessingStep": "odlite implements " + ", ".join(AUGMENTATIONS),
     "RandomHorizontalFlip.keypoint_flip_permutation": "odlite detects boxes, not keypoints",
+    "RandomVerticalFlip.keypoint_flip_permutation": "odlite detects boxes, not keypoints",
+    "RandomRotation90.keypoint_rot_permutation": "odlite detects boxes, not keypoints",
 }
