@@ -101,6 +101,17 @@ AUGMENTATION_STEPS = """data_augmentation_options { random_horizontal_flip { } }
   data_augmentation_options { random_adjust_contrast { } }
   data_augmentation_options { random_adjust_hue { } }
   data_augmentation_options { random_adjust_saturation { } }
+  data_augmentation_options { random_vertical_flip { } }
+  data_augmentation_options { random_rotation90 { } }
+  data_augmentation_options { random_jitter_boxes { } }
+  data_augmentation_options { random_pad_image { min_image_height: 720 min_image_width: 720 max_image_height: 800
+    max_image_width: 800 } }
+  data_augmentation_options { random_absolute_pad_image { max_height_padding: 40 max_width_padding: 40 } }
+  data_augmentation_options { random_image_scale { min_scale_ratio: 0.4 max_scale_ratio: 0.6 } }
+  data_augmentation_options { random_crop_pad_image { } }
+  data_augmentation_options { random_crop_to_aspect_ratio { } }
+  data_augmentation_options { random_self_concat_image { concat_vertical_probability: 0.5
+    concat_horizontal_probability: 0.5 } }
   optimizer {"""
 
 
@@ -360,7 +371,7 @@ def _concrete(path: str, bases: dict[str, PipelineConfig]) -> tuple[str, str]:
     member's fields are tried where that member is chosen); blocks no base writes are created by ``set``."""
     parent = path.rsplit(".", 1)[0]
     for name, config in bases.items():
-        for indices in itertools.product(range(8), repeat=parent.count("[*]")):
+        for indices in itertools.product(range(40), repeat=parent.count("[*]")):
             concrete = parent
             for index in indices:
                 concrete = concrete.replace("[*]", f"[{index}]", 1)
