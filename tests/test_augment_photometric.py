@@ -344,6 +344,9 @@ def test_the_config_refuses_what_cannot_be_honoured(tiny_config, step, problem):
         ("random_patch_gaussian { }", None),
         ("random_jpeg_quality { }", None),
         ("resize_image { new_height: 50 new_width: 60 }", None),
+        ("random_pad_image { }", 128),
+        ("random_pad_image { min_image_height: 300 min_image_width: 300 }", None),
+        ("random_absolute_pad_image { max_height_padding: 10 max_width_padding: 10 }", None),
     ],
 )
 def test_operations_measured_in_pixels_make_the_input_decode_the_full_picture(tiny_config, monkeypatch, step, needed):

@@ -116,6 +116,17 @@ AUGMENTATION_STEPS = """data_augmentation_options { random_horizontal_flip { } }
   data_augmentation_options { normalize_image { original_minval: 0 original_maxval: 255 target_minval: -1
     target_maxval: 1 } }
   data_augmentation_options { subtract_channel_mean { means: [0.1, 0.2, 0.3] } }
+  data_augmentation_options { random_vertical_flip { } }
+  data_augmentation_options { random_rotation90 { } }
+  data_augmentation_options { random_jitter_boxes { } }
+  data_augmentation_options { random_pad_image { min_image_height: 720 min_image_width: 720 max_image_height: 800
+    max_image_width: 800 } }
+  data_augmentation_options { random_absolute_pad_image { max_height_padding: 40 max_width_padding: 40 } }
+  data_augmentation_options { random_image_scale { min_scale_ratio: 0.4 max_scale_ratio: 0.6 } }
+  data_augmentation_options { random_crop_pad_image { } }
+  data_augmentation_options { random_crop_to_aspect_ratio { } }
+  data_augmentation_options { random_self_concat_image { concat_vertical_probability: 0.5
+    concat_horizontal_probability: 0.5 } }
   optimizer {"""
 
 

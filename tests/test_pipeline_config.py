@@ -10,6 +10,7 @@ import pytest
 from conftest import FASTER_RCNN_CONFIG, supported_leaves
 
 from pipelines.config import textproto
+from pipelines.config.augmentation_rules import AUGMENTATIONS
 from pipelines.config.checks import COSINE
 from pipelines.config.pipeline_config import (
     ALIASES,
@@ -481,12 +482,11 @@ def test_a_left_out_field_whose_default_odlite_cannot_honour():
 
 
 def test_unsupported_augmentation():
-    text = zoo(("random_horizontal_flip {\n    }", "random_vertical_flip {\n    }"))
-    line = line_of(text, "random_vertical_flip")
+    text = zoo(("random_horizontal_flip {\n    }", "scale_boxes_to_pixel_coordinates {\n    }"))
+    line = line_of(text, "scale_boxes_to_pixel_coordinates")
     assert problems(text) == [
-        f"{SRC}:{line}: train_config.data_augmentation_options[0].random_vertical_flip: not supported: odlite "
-        "implements random_horizontal_flip, random_crop_image, ssd_random_crop, "
-        "random_adjust_brightness/contrast/hue/saturation"
+        f"{SRC}:{line}: train_config.data_augmentation_options[0].scale_boxes_to_pixel_coordinates: not supported: "
+        f"odlite implements {', '.join(AUGMENTATIONS)}"
     ]
 
 

@@ -334,6 +334,7 @@ def _cross_checks(config: PipelineConfig) -> list[tuple[str, str]]:
                 ("min_delta", "max_delta"),
                 ("minval", "maxval"),
                 ("min_gaussian_stddev", "max_gaussian_stddev"),
+                ("min_scale_ratio", "max_scale_ratio"),
             ):
                 if low_name in params and params[low_name] > params[high_name]:
                     path = f"train_config.data_augmentation_options[{index}].{name}.{low_name}"

@@ -3,19 +3,21 @@
 Each operation keeps the OD API's meaning and parameters, so a tuned config behaves the
 same. They work on a uint8 image and normalised [ymin, xmin, ymax, xmax] boxes, and run
 inside the tf.data pipeline, each example with a seed of its own. ``geometric`` holds the
-operations that move boxes, ``photometric`` those that change pixel values only, ``patches``
-those that damage part of the picture, ``resizing`` those that resize it before odlite's resize
-to the network input, ``labels`` those that change the labels alone.
+operations that move boxes, ``pads`` those that change the image's size (padding, scaling,
+self-concatenation), ``photometric`` those that change pixel values only, ``patches`` those
+that damage part of the picture, ``resizing`` those that resize it before odlite's resize to
+the network input, ``labels`` those that change the labels alone.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from pipelines.data.augment import geometric, labels, patches, photometric, resizing
+from pipelines.data.augment import geometric, labels, pads, patches, photometric, resizing
 
 AUGMENTATIONS = {
     **geometric.OPERATIONS,
+    **pads.OPERATIONS,
     **photometric.OPERATIONS,
     **patches.OPERATIONS,
     **resizing.OPERATIONS,
@@ -36,6 +38,11 @@ FULL_SIZE = (
     "resize_image",
     "random_resize_method",
 )
+# Operations with sizes in pixels that apply only when set (unset, their sizes are relative to the image).
+FULL_SIZE_WHEN_SET = {
+    "random_pad_image": ("min_image_height", "min_image_width", "max_image_height", "max_image_width"),
+    "random_absolute_pad_image": ("max_height_padding", "max_width_padding"),
+}
 
 
 def works_in_float(options: list[tuple[str, dict]]) -> bool:
@@ -44,8 +51,11 @@ def works_in_float(options: list[tuple[str, dict]]) -> bool:
 
 
 def needs_full_size(options: list[tuple[str, dict]]) -> bool:
-    """Whether the chain must see the full-size decoded picture (see FULL_SIZE)."""
-    return any(name in FULL_SIZE for name, _ in options)
+    """Whether the chain must see the full-size decoded picture (see FULL_SIZE and FULL_SIZE_WHEN_SET)."""
+    return any(
+        name in FULL_SIZE or any(params.get(size) for size in FULL_SIZE_WHEN_SET.get(name, ()))
+        for name, params in options
+    )
 
 
 def augmenter(options: list[tuple[str, dict]]):
