@@ -123,7 +123,8 @@ AUGMENTATION_STEPS = """data_augmentation_options { random_horizontal_flip { } }
     max_image_width: 800 } }
   data_augmentation_options { random_absolute_pad_image { max_height_padding: 40 max_width_padding: 40 } }
   data_augmentation_options { random_image_scale { min_scale_ratio: 0.4 max_scale_ratio: 0.6 } }
-  data_augmentation_options { random_crop_pad_image { } }
+  data_augmentation_options { random_crop_pad_image { min_padded_size_ratio: [1.0, 1.0]
+    max_padded_size_ratio: [2.0, 2.0] } }
   data_augmentation_options { random_crop_to_aspect_ratio { } }
   data_augmentation_options { random_self_concat_image { concat_vertical_probability: 0.5
     concat_horizontal_probability: 0.5 } }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from pipelines.data.augment.geometric import crop_image
+from pipelines.data.augment.photometric import back_to
 
 # The per-box fields that travel with groundtruth_boxes (those ``geometric._keep`` drops with a box).
 BOX_FIELDS = ("groundtruth_boxes", "groundtruth_classes", "groundtruth_is_crowd", "groundtruth_area")
@@ -28,7 +29,7 @@ def _pad_color(image: tf.Tensor, pad_color) -> tf.Tensor:
         color = tf.constant(list(pad_color), tf.float32)
     else:
         color = tf.reduce_mean(tf.cast(image, tf.float32), axis=[0, 1])
-    return tf.cast(tf.round(tf.clip_by_value(color, 0.0, 255.0)), tf.uint8)
+    return back_to(color, image.dtype)
 
 
 def _random_pad(data: dict, seed: tf.Tensor, min_size: tf.Tensor, max_size: tf.Tensor, pad_color) -> dict:
@@ -106,7 +107,7 @@ def image_scale(data: dict, seed: tf.Tensor, min_scale_ratio: float = 0.5, max_s
     factor = tf.random.stateless_uniform([], seed, min_scale_ratio, max_scale_ratio)
     size = tf.maximum(tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * factor, tf.int32), 1)
     scaled = tf.image.resize(image, size, method=tf.image.ResizeMethod.BILINEAR)
-    return {**data, "image": tf.cast(tf.round(tf.clip_by_value(scaled, 0.0, 255.0)), tf.uint8)}
+    return {**data, "image": back_to(scaled, image.dtype)}
 
 
 def self_concat_image(
