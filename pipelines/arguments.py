@@ -66,6 +66,10 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
     p.add_argument("--out", type=Path, help="where to write the pictures (default: DATA_DIR/inspect)")
     p.add_argument("--label-map", type=Path, help="label map (default: DATA_DIR/label_map.pbtxt)")
     _max_pixels_option(p, "to draw an image")
+    p.add_argument(
+        "--augment", type=int, metavar="N", help="draw N augmented versions of --samples training records instead"
+    )
+    p.add_argument("--config", type=Path, help="with --augment: the pipeline.config whose augmentations to apply")
     p.set_defaults(run=commands["inspect"])
 
     aliases = "\n".join(f"  {name:<22} {', '.join(paths)}" for name, paths in ALIASES.items())

@@ -82,7 +82,14 @@ def cmd_config(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from pipelines.data.inspect_data import inspect_records
+    from pipelines.data.inspect_data import draw_augmented, inspect_records
+
+    if args.augment:
+        if not args.config:
+            raise OdliteError("--augment needs --config: the pipeline.config whose data_augmentation_options to draw")
+        pictures = draw_augmented(args.config, args.data_dir, args.augment, args.samples, args.out)
+        print(f"{len(pictures)} augmented picture(s) in {pictures[0].parent}")
+        return 0
 
     result = inspect_records(args.data_dir, args.samples, args.out, args.label_map, args.max_pixels)
     print(_class_table(result.splits, list(result.label_map.values())))

@@ -75,3 +75,22 @@ def test_photometric_options_change_pixels_not_boxes():
     # The same seed draws the same change; another seed another one.
     np.testing.assert_array_equal(augment(data, _seed())["image"].numpy(), out["image"].numpy())
     assert not np.array_equal(augment(data, _seed(1))["image"].numpy(), out["image"].numpy())
+
+
+def test_inspect_draws_what_the_recipe_does_before_training(tiny_config, sample_converted, tmp_path, capsys):
+    from pipelines.cli import main
+
+    args = ["inspect", str(sample_converted), "--config", str(tiny_config), "--augment", "3", "--samples", "2"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    drawn = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert len(drawn) == 6 and all(name.endswith(".png") for name in drawn), drawn
+    assert "6 augmented picture(s)" in capsys.readouterr().out
+    # The same seeds draw the same pictures; the versions of one record differ (the shipped recipe flips
+    # and crops).
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    for name in drawn:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    versions = {(tmp_path / "a" / name).read_bytes() for name in drawn if name.startswith("00_")}
+    assert len(versions) > 1
+    assert main(["inspect", str(sample_converted), "--augment", "2"]) == 1
+    assert "--augment needs --config" in capsys.readouterr().err

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from natsort import natsorted
+from PIL import Image
 
 from pipelines import defaults
 from pipelines.config.label_map import read_label_map
-from pipelines.reports.draw import draw_boxes
+from pipelines.reports.draw import draw_boxes, draw_on
 from pipelines.errors import OdliteError
 from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem
 from pipelines.data.tfrecord import read_examples
@@ -124,3 +125,43 @@ def _save_picture(example, label_map, out: Path, split: str, counts: SplitCounts
     path = out / f"{split}_{n:02d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', stem)}.png"
     image.save(path)
     return path
+
+
+def draw_augmented(
+    config_path: Path, data_dir: Path, versions: int, samples: int, out: Path | None = None, seed: int = 0
+) -> list[Path]:
+    """``versions`` augmented versions of each of the first ``samples`` training records, drawn with their
+    boxes: the config's data_augmentation_options exactly as training applies them (its decoder, its
+    chain, a seed per example), before the resize to the network input. To see a recipe before training."""
+    import numpy as np
+    import tensorflow as tf
+
+    from pipelines.config.experiment import load_train_spec
+    from pipelines.data.augment import augmenter
+    from pipelines.data.train_input import training_decoder
+
+    spec = load_train_spec(config_path)
+    if not spec.augmentations:
+        raise OdliteError.at(config_path, "train_config has no data_augmentation_options to draw")
+    shards = find_record_files(Path(data_dir)).get("train")
+    if not shards:
+        raise OdliteError.at(data_dir, "no train-*.tfrecord here to augment")
+    label_map = read_label_map(spec.label_map_path) if Path(spec.label_map_path).is_file() else {}
+    decoder, augment = training_decoder(spec), augmenter(spec.augmentations)
+    out = Path(out) if out else Path(data_dir) / "inspect" / "augmented"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    records = tf.data.TFRecordDataset([str(p) for p in shards]).take(samples)
+    for index, raw in enumerate(records):
+        example = decoder.decode(raw)
+        name = tf.io.parse_single_example(raw, {"image/filename": tf.io.FixedLenFeature((), tf.string, "")})
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name["image/filename"].numpy().decode() or "record").stem)
+        for version in range(versions):
+            seeded = augment(example, tf.constant([seed + version, index], tf.int64))
+            image = np.clip(np.round(seeded["image"].numpy()), 0, 255).astype(np.uint8)  # float chains too
+            ids = [int(i) for i in seeded["groundtruth_classes"].numpy()]
+            names = [label_map.get(i, str(i)) for i in ids]
+            picture = draw_on(Image.fromarray(image), seeded["groundtruth_boxes"].numpy(), names, ids)
+            written.append(out / f"{index:02d}_{stem}_aug{version}.png")
+            picture.save(written[-1])
+    return written

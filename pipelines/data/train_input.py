@@ -71,12 +71,19 @@ def anchor_labeller(spec: TrainSpec):
     return label
 
 
+def training_decoder(spec: TrainSpec) -> ReducedDecoder:
+    """The decoder training reads records with: reduced to the SSD's input scale, unless the model
+    (Faster R-CNN keeps the aspect ratio) or an augmentation measured in pixels needs the full picture."""
+    full = spec.model.kind == "faster_rcnn" or needs_full_size(spec.augmentations)
+    return ReducedDecoder(None if full else spec.model.input_size)
+
+
 def train_dataset(spec: TrainSpec, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
     """Augmented, anchor-labelled batches of uint8 images: shuffled unless the train_input_reader says
     ``shuffle: false``, endless unless it sets ``num_epochs``."""
     files = glob_inputs(spec.train_paths, "train_input_reader")
     two_stage = spec.model.kind == "faster_rcnn"
-    decoder = ReducedDecoder(None if two_stage or needs_full_size(spec.augmentations) else spec.model.input_size)
+    decoder = training_decoder(spec)
     label = rpn_labeller(spec.model, spec.max_boxes) if two_stage else anchor_labeller(spec)
     augment = augmenter(spec.augmentations)
     dataset = tf.data.Dataset.from_tensor_slices(files)
