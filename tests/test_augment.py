@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import tensorflow as tf
 
@@ -94,3 +96,17 @@ def test_inspect_draws_what_the_recipe_does_before_training(tiny_config, sample_
     assert len(versions) > 1
     assert main(["inspect", str(sample_converted), "--augment", "2"]) == 1
     assert "--augment needs --config" in capsys.readouterr().err
+
+
+def test_the_augmentation_page_lists_every_operation_once_as_odlite_takes_it():
+    from pathlib import Path
+
+    from pipelines.config.schema import message_spec
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "augmentation.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", page, flags=re.M)
+    listed = [name for name, _ in rows]
+    operations = message_spec("PreprocessingStep").oneofs["preprocessing_step"]
+    assert sorted(listed) == sorted(operations), "each of the OD API's 39 operations once"
+    honoured = {name for name, said in rows if said.strip() == "honoured"}
+    assert honoured == set(IMPLEMENTED) - {"autoaugment_image"}
