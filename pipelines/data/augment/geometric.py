@@ -12,7 +12,7 @@ import tensorflow as tf
 SSD_CROP_MIN_OBJECT_COVERED = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 
 
-def _keep(data: dict, keep: tf.Tensor) -> dict:
+def keep_boxes(data: dict, keep: tf.Tensor) -> dict:
     """Drop the boxes (and their per-box fields) where ``keep`` is false."""
     out = dict(data)
     for key in ("groundtruth_boxes", "groundtruth_classes", "groundtruth_is_crowd", "groundtruth_area"):
@@ -69,7 +69,7 @@ def crop_image(
         moved = tf.stack([(ymin - wy0) / h, (xmin - wx0) / w, (ymax - wy0) / h, (xmax - wx0) / w], axis=1)
         if clip_boxes:
             moved = tf.clip_by_value(moved, 0.0, 1.0)
-        return _keep({**data, "image": tf.slice(image, begin, size), "groundtruth_boxes": moved}, keep)
+        return keep_boxes({**data, "image": tf.slice(image, begin, size), "groundtruth_boxes": moved}, keep)
 
     if random_coef <= 0.0:
         return crop()
