@@ -486,7 +486,9 @@ def test_unsupported_augmentation():
     assert problems(text) == [
         f"{SRC}:{line}: train_config.data_augmentation_options[0].random_vertical_flip: not supported: odlite "
         "implements random_horizontal_flip, random_crop_image, ssd_random_crop, "
-        "random_adjust_brightness/contrast/hue/saturation"
+        "random_adjust_brightness/contrast/hue/saturation, random_square_crop_by_scale, "
+        "random_scale_crop_and_pad_to_square, ssd_random_crop_pad, ssd_random_crop_fixed_aspect_ratio, "
+        "ssd_random_crop_pad_fixed_aspect_ratio, random_downscale_to_target_pixels"
     ]
 
 

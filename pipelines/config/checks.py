@@ -13,6 +13,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from pipelines.config import textproto
+from pipelines.config.augmentation_rules import step_problems
 from pipelines.config.schema import ENUMS, ROOT, FieldSpec, MessageSpec, did_you_mean, join, message_spec
 from pipelines.config.support import CHOICES, SUPPORTED, reason_not_supported
 from pipelines.config.textproto import Field, Message, Scalar
@@ -330,10 +331,13 @@ def _cross_checks(config: PipelineConfig) -> list[tuple[str, str]]:
                 ("min_area", "max_area"),
                 ("min_aspect_ratio", "max_aspect_ratio"),
                 ("min_delta", "max_delta"),
+                ("scale_min", "scale_max"),
+                ("min_target_pixels", "max_target_pixels"),
             ):
                 if low_name in params and params[low_name] > params[high_name]:
                     path = f"train_config.data_augmentation_options[{index}].{name}.{low_name}"
                     out.append((path, f"must be at most {high_name} ({params[high_name]}), got {params[low_name]}"))
+            out += step_problems(f"train_config.data_augmentation_options[{index}].{name}", name, params)
     return out
 
 

@@ -3,16 +3,17 @@
 Each operation keeps the OD API's meaning and parameters, so a tuned config behaves the
 same. They work on a uint8 image and normalised [ymin, xmin, ymax, xmax] boxes, and run
 inside the tf.data pipeline, each example with a seed of its own. ``geometric`` holds the
-operations that move boxes, ``photometric`` those that change pixel values only.
+operations that move boxes, ``photometric`` those that change pixel values only, ``crops``
+those that change the image's frame (square crops, crops padded out, downscaling).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from pipelines.data.augment import geometric, photometric
+from pipelines.data.augment import crops, geometric, photometric
 
-AUGMENTATIONS = {**geometric.OPERATIONS, **photometric.OPERATIONS}
+AUGMENTATIONS = {**geometric.OPERATIONS, **photometric.OPERATIONS, **crops.OPERATIONS}
 
 
 def augmenter(options: list[tuple[str, dict]]):
