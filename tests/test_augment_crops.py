@@ -149,6 +149,21 @@ def test_ssd_random_crop_fixed_aspect_ratio_crops_to_that_ratio():
     assert _same(ssd_random_crop_fixed_aspect_ratio(data, _seed(0), [skip], aspect_ratio=1.5), data)
 
 
+def test_ssd_random_crop_fixed_aspect_ratio_trims_with_its_own_overlap_rule():
+    """The trim to the exact ratio keeps boxes at least 0.3 inside it: a box the crop left unclipped
+    (clip_boxes false) counts its part outside the crop and can go where a clipped one stays."""
+    data = _scene(300, 400, {1: (20, 30, 200, 190), 2: (100, 210, 280, 380), 3: (10, 300, 90, 390)})
+    op = {"min_object_covered": 0.3, "min_area": 0.1, "max_area": 0.5, "overlap_thresh": 0.0, "random_coef": 0.0}
+    fewer = 0
+    for n in range(8):
+        clipped = ssd_random_crop_fixed_aspect_ratio(data, _seed(n), [{**op, "clip_boxes": True}], 1.2)
+        unclipped = ssd_random_crop_fixed_aspect_ratio(data, _seed(n), [{**op, "clip_boxes": False}], 1.2)
+        kept, _ = _check(clipped)
+        assert _check(unclipped)[0] <= kept
+        fewer += len(unclipped["groundtruth_classes"]) < len(kept)
+    assert fewer
+
+
 def test_ssd_random_crop_pad_fixed_aspect_ratio_pads_black_below_and_right():
     data = _scene()
     for n in range(8):
