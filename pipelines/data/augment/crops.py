@@ -44,7 +44,7 @@ def _prune_outside_then_clip(data: dict, image: tf.Tensor, window: tf.Tensor) ->
 
 
 def _crop_border(max_border: int, size: tf.Tensor) -> tf.Tensor:
-    """max_border halved until it is below half of ``size``: centres are drawn at least this far in."""
+    """max_border halved until it is at most half of ``size``: centres are drawn at least this far in."""
     border = tf.cast(max_border, tf.float32)
     halvings = tf.math.ceil(tf.math.log(2.0 * border / tf.cast(size, tf.float32)) / tf.math.log(2.0))
     divisor = tf.cast(tf.clip_by_value(tf.pow(2.0, halvings), 1.0, border), tf.int32)
