@@ -92,6 +92,7 @@ COSINE_BLOCK = """cosine_decay_learning_rate {
           warmup_learning_rate: 0.01
           warmup_steps: 50
         }"""
+PAD_FIXED = "train_config.data_augmentation_options.ssd_random_crop_pad_fixed_aspect_ratio"
 AUGMENTATION_STEPS = """data_augmentation_options { random_horizontal_flip { } }
   data_augmentation_options { random_crop_image { } }
   data_augmentation_options { ssd_random_crop { operations {
@@ -128,6 +129,21 @@ AUGMENTATION_STEPS = """data_augmentation_options { random_horizontal_flip { } }
   data_augmentation_options { random_crop_to_aspect_ratio { } }
   data_augmentation_options { random_self_concat_image { concat_vertical_probability: 0.5
     concat_horizontal_probability: 0.5 } }
+  data_augmentation_options { random_scale_crop_and_pad_to_square { output_size: 300 scale_min: 0.5 scale_max: 1.5 } }
+  data_augmentation_options { random_square_crop_by_scale { max_border: 64 scale_min: 0.6 scale_max: 1.3
+    num_scales: 8 } }
+  data_augmentation_options { ssd_random_crop_pad { operations { min_object_covered: 0.3 min_aspect_ratio: 0.5
+    max_aspect_ratio: 2.0 min_area: 0.3 max_area: 0.9 overlap_thresh: 0.3 random_coef: 0.2
+    min_padded_size_ratio: [1.0, 1.2] max_padded_size_ratio: [2.0, 1.5] pad_color_r: 50 pad_color_g: 100
+    pad_color_b: 150 } } }
+  data_augmentation_options { ssd_random_crop_fixed_aspect_ratio { aspect_ratio: 1.2 operations {
+    min_object_covered: 0.1 min_area: 0.1 max_area: 0.3 overlap_thresh: 0.0 random_coef: 0.2 } } }
+  data_augmentation_options { ssd_random_crop_pad_fixed_aspect_ratio { aspect_ratio: 0.8
+    min_padded_size_ratio: [1.1, 1.2] max_padded_size_ratio: [1.6, 1.8] operations { min_object_covered: 0.3
+    min_aspect_ratio: 0.5 max_aspect_ratio: 2.0 min_area: 0.3 max_area: 0.9 overlap_thresh: 0.3
+    random_coef: 0.2 } } }
+  data_augmentation_options { random_downscale_to_target_pixels { random_coef: 0.2 min_target_pixels: 5000
+    max_target_pixels: 8000 } }
   optimizer {"""
 
 
@@ -431,6 +447,9 @@ def alternatives(small_data, tmp_path_factory) -> dict[str, list[str]]:
         "train_config.fine_tune_checkpoint_type": ["detection", "full"],
         "model.ssd.feature_extractor.type": ["ssd_mobilenet_v1_fpn_keras"],
         "model.faster_rcnn.feature_extractor.type": ["faster_rcnn_resnet101_fpn_keras"],
+        # two values or none: dropping one or adding a third is refused
+        f"{PAD_FIXED}.min_padded_size_ratio": ["1.3,1.2"],
+        f"{PAD_FIXED}.max_padded_size_ratio": ["2.5,1.8"],
     }
 
 

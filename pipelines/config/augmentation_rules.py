@@ -39,10 +39,28 @@ AUGMENTATIONS = (
     "random_crop_pad_image",
     "random_crop_to_aspect_ratio",
     "random_self_concat_image",
+    "random_square_crop_by_scale",
+    "random_scale_crop_and_pad_to_square",
+    "ssd_random_crop_pad",
+    "ssd_random_crop_fixed_aspect_ratio",
+    "ssd_random_crop_pad_fixed_aspect_ratio",
+    "random_downscale_to_target_pixels",
 )
 
 # Padding colours are pixel values, as the OD API's float image holds them before normalisation.
 PAD_COLOR = Rule(between(0.0, 255.0))
+
+# The fields of an SSD crop operation (SSDRandomCropOperation and the messages that extend it).
+_SSD_CROP = {
+    "min_object_covered": Rule(between(0.0, 1.0)),
+    "min_aspect_ratio": Rule(above(0.0)),
+    "max_aspect_ratio": Rule(above(0.0)),
+    "min_area": Rule(above(0.0, 1.0)),
+    "max_area": Rule(above(0.0, 1.0)),
+    "overlap_thresh": Rule(between(0.0, 1.0)),
+    "clip_boxes": OK,
+    "random_coef": Rule(between(0.0, 1.0)),
+}
 
 AUGMENTATION_RULES = {
     "PreprocessingStep": {name: OK for name in AUGMENTATIONS},
@@ -153,10 +171,52 @@ AUGMENTATION_RULES = {
         "concat_vertical_probability": Rule(between(0.0, 1.0)),
         "concat_horizontal_probability": Rule(between(0.0, 1.0)),
     },
+    "RandomSquareCropByScale": {
+        "max_border": Rule(between(1)),
+        "scale_min": Rule(above(0.0)),
+        "scale_max": Rule(above(0.0)),
+        "num_scales": Rule(between(1)),
+    },
+    "RandomScaleCropAndPadToSquare": {
+        "output_size": Rule(between(1)),
+        "scale_min": Rule(above(0.0)),
+        "scale_max": Rule(above(0.0)),
+    },
+    "SSDRandomCropPad": {"operations": OK},
+    "SSDRandomCropPadOperation": {
+        **_SSD_CROP,
+        "min_padded_size_ratio": Rule(between(0.0)),
+        "max_padded_size_ratio": Rule(between(0.0)),
+        "pad_color_r": Rule(between(0.0, 255.0)),
+        "pad_color_g": Rule(between(0.0, 255.0)),
+        "pad_color_b": Rule(between(0.0, 255.0)),
+    },
+    "SSDRandomCropFixedAspectRatio": {"operations": OK, "aspect_ratio": Rule(above(0.0))},
+    "SSDRandomCropFixedAspectRatioOperation": {
+        name: rule for name, rule in _SSD_CROP.items() if not name.endswith("_aspect_ratio")
+    },
+    "SSDRandomCropPadFixedAspectRatio": {
+        "operations": OK,
+        "aspect_ratio": Rule(above(0.0)),
+        "min_padded_size_ratio": Rule(between(0.0)),
+        "max_padded_size_ratio": Rule(between(0.0)),
+    },
+    "SSDRandomCropPadFixedAspectRatioOperation": _SSD_CROP,
+    "RandomDownscaleToTargetPixels": {
+        "random_coef": Rule(between(0.0, 1.0)),
+        "min_target_pixels": Rule(between(1)),
+        "max_target_pixels": Rule(between(1)),
+    },
 }
 
 AUGMENTATION_REASONS = {
-    "PreprocessingStep": "odlite implements " + ", ".join(AUGMENTATIONS),
+    "PreprocessingStep": "odlite has no equivalent",
+    "PreprocessingStep.scale_boxes_to_pixel_coordinates": "it turns boxes into pixel coordinates for the OD API's "
+    "keypoint and mask heads; odlite's boxes stay normalised to [0, 1] from the records to the loss",
+    "PreprocessingStep.convert_class_logits_to_softmax": "it acts on soft class labels (logits), which odlite's "
+    "TFRecords and losses do not carry",
+    "PreprocessingStep.autoaugment_image": "odlite does not implement the OD API's AutoAugment policies yet; "
+    "list the operations you want instead (see docs/augmentation.md)",
     "RandomHorizontalFlip.keypoint_flip_permutation": "odlite detects boxes, not keypoints",
     "PreprocessingStep.rgb_to_gray": "odlite's networks take 3-channel images and rgb_to_gray makes a 1-channel one "
     "(what sets it apart from random_rgb_to_gray); random_rgb_to_gray { probability: 1.0 } gives the same grey "
@@ -166,7 +226,7 @@ AUGMENTATION_REASONS = {
 }
 
 
-def augmentation_value_checks(path: str, params: dict, num_classes: int | None) -> list[tuple[str, str]]:
+def augmentation_value_checks(path: str, name: str, params: dict, num_classes: int | None) -> list[tuple[str, str]]:
     """(path, reason) for each constraint between one step's fields broken: integers drawn from [low, high)
     need a range (TensorFlow refuses an empty one); normalize_image's range a width; subtract_channel_mean a
     mean per RGB channel (as the OD API requires); the label operations' ids must be the label map's."""
@@ -185,10 +245,10 @@ def augmentation_value_checks(path: str, params: dict, num_classes: int | None) 
                 out.append(
                     (f"{path}.{field}", f"must be a label map id, 1 to num_classes ({num_classes}), got {label}")
                 )
-    return out + _list_problems(path, params)
+    return out + _list_problems(path, name, params) + _step_problems(path, name, params)
 
 
-def _list_problems(path: str, params: dict) -> list[tuple[str, str]]:
+def _list_problems(path: str, name: str, params: dict) -> list[tuple[str, str]]:
     """List lengths the OD API works with (its preprocessor_builder refuses other padded-size ratios; a
     pad colour of one value applies to every channel) and the pad sizes it takes only in pairs."""
     out = []
@@ -196,9 +256,32 @@ def _list_problems(path: str, params: dict) -> list[tuple[str, str]]:
     if len(color) not in (0, 1, 3):
         out.append((f"{path}.pad_color", f"must have 3 values (R, G, B) or 1 (every channel), got {len(color)}"))
     for ratio in ("min_padded_size_ratio", "max_padded_size_ratio"):
-        if len(params.get(ratio, [])) not in (0, 2):
+        if name == "random_crop_pad_image" and len(params.get(ratio, [])) not in (0, 2):
             out.append((f"{path}.{ratio}", f"must have 2 values (height, width), got {len(params[ratio])}"))
     for height, width in (("min_image_height", "min_image_width"), ("max_image_height", "max_image_width")):
         if height in params and (params[height] > 0) != (params[width] > 0):
             out.append((f"{path}.{height}", f"must be set together with {width} (the OD API refuses one alone)"))
+    return out
+
+
+def _step_problems(path: str, name: str, params: dict) -> list[tuple[str, str]]:
+    """What the OD API cannot run in one step's fields together: it multiplies padded size ratios with an
+    image's [height, width], so ssd_random_crop_pad's operations need one (for both) or two, and
+    ssd_random_crop_pad_fixed_aspect_ratio takes two or none; ssd_random_crop_fixed_aspect_ratio without
+    operations crops to 1.0, whatever its aspect_ratio says."""
+    out = []
+    ratios = ("min_padded_size_ratio", "max_padded_size_ratio")
+    if name == "ssd_random_crop_pad":
+        for i, op in enumerate(params.get("operations", [])):
+            for field in ratios:
+                if (count := len(op.get(field, []))) not in (1, 2):
+                    why = f"needs 1 or 2 values (the height and width ratios), got {count}"
+                    out.append((f"{path}.operations[{i}].{field}", why))
+    if name == "ssd_random_crop_pad_fixed_aspect_ratio":
+        for field in ratios:
+            if (count := len(params.get(field, []))) not in (0, 2):
+                out.append((f"{path}.{field}", f"takes 2 values (the height and width ratios), got {count}"))
+    if name == "ssd_random_crop_fixed_aspect_ratio" and not params.get("operations") and params["aspect_ratio"] != 1.0:
+        why = "is used only with operations (without them the OD API crops to 1.0): add operations or leave it out"
+        out.append((f"{path}.aspect_ratio", why))
     return out

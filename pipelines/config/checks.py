@@ -335,11 +335,14 @@ def _cross_checks(config: PipelineConfig) -> list[tuple[str, str]]:
                 ("minval", "maxval"),
                 ("min_gaussian_stddev", "max_gaussian_stddev"),
                 ("min_scale_ratio", "max_scale_ratio"),
+                ("scale_min", "scale_max"),
+                ("min_target_pixels", "max_target_pixels"),
             ):
                 if low_name in params and params[low_name] > params[high_name]:
                     path = f"train_config.data_augmentation_options[{index}].{name}.{low_name}"
                     out.append((path, f"must be at most {high_name} ({params[high_name]}), got {params[low_name]}"))
-            out += augmentation_value_checks(f"train_config.data_augmentation_options[{index}].{name}", params, classes)
+            path = f"train_config.data_augmentation_options[{index}].{name}"
+            out += augmentation_value_checks(path, name, params, classes)
     return out
 
 

@@ -4,7 +4,8 @@ Each operation keeps the OD API's meaning and parameters, so a tuned config beha
 same. They work on a uint8 image and normalised [ymin, xmin, ymax, xmax] boxes, and run
 inside the tf.data pipeline, each example with a seed of its own. ``geometric`` holds the
 operations that move boxes, ``pads`` those that change the image's size (padding, scaling,
-self-concatenation), ``photometric`` those that change pixel values only, ``patches`` those
+self-concatenation), ``crops`` those that change its frame (square crops, crops padded out,
+downscaling), ``photometric`` those that change pixel values only, ``patches`` those
 that damage part of the picture, ``resizing`` those that resize it before odlite's resize to
 the network input, ``labels`` those that change the labels alone.
 """
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipelines.data.augment import geometric, labels, pads, patches, photometric, resizing
+from pipelines.data.augment import crops, geometric, labels, pads, patches, photometric, resizing
 
 AUGMENTATIONS = {
     **geometric.OPERATIONS,
     **pads.OPERATIONS,
+    **crops.OPERATIONS,
     **photometric.OPERATIONS,
     **patches.OPERATIONS,
     **resizing.OPERATIONS,
@@ -29,7 +31,7 @@ AUGMENTATIONS = {
 # in uint8, a quarter of the bytes.
 FLOAT_RANGE = ("normalize_image", "subtract_channel_mean")
 # Operations whose effect is measured in pixels of the OD API's full-size image (a noise patch's side,
-# per-pixel noise, JPEG's 8x8 blocks, a resize to a size in pixels): with one of them the training input
+# per-pixel noise, JPEG's 8x8 blocks, a resize, crop border or downscale in pixels): with one of them the training input
 # decodes the full picture rather than one reduced to the network input's scale.
 FULL_SIZE = (
     "random_pixel_value_scale",
@@ -37,6 +39,9 @@ FULL_SIZE = (
     "random_jpeg_quality",
     "resize_image",
     "random_resize_method",
+    "random_downscale_to_target_pixels",
+    "random_square_crop_by_scale",
+    "random_scale_crop_and_pad_to_square",
 )
 # Operations with sizes in pixels that apply only when set (unset, their sizes are relative to the image).
 FULL_SIZE_WHEN_SET = {

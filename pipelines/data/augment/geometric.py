@@ -12,10 +12,14 @@ import tensorflow as tf
 SSD_CROP_MIN_OBJECT_COVERED = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 
 
-def _keep(data: dict, keep: tf.Tensor) -> dict:
+# The per-box fields that travel with groundtruth_boxes: a box dropped or repeated takes them along.
+BOX_FIELDS = ("groundtruth_boxes", "groundtruth_classes", "groundtruth_is_crowd", "groundtruth_area")
+
+
+def keep_boxes(data: dict, keep: tf.Tensor) -> dict:
     """Drop the boxes (and their per-box fields) where ``keep`` is false."""
     out = dict(data)
-    for key in ("groundtruth_boxes", "groundtruth_classes", "groundtruth_is_crowd", "groundtruth_area"):
+    for key in BOX_FIELDS:
         if key in out:
             out[key] = tf.boolean_mask(out[key], keep)
     return out
@@ -128,7 +132,7 @@ def crop_image(
         moved = tf.stack([(ymin - wy0) / h, (xmin - wx0) / w, (ymax - wy0) / h, (xmax - wx0) / w], axis=1)
         if clip_boxes:
             moved = tf.clip_by_value(moved, 0.0, 1.0)
-        return _keep({**data, "image": tf.slice(image, begin, size), "groundtruth_boxes": moved}, keep)
+        return keep_boxes({**data, "image": tf.slice(image, begin, size), "groundtruth_boxes": moved}, keep)
 
     if random_coef <= 0.0:
         return crop()
@@ -165,7 +169,7 @@ def crop_to_aspect_ratio(
         moved = tf.clip_by_value(moved, 0.0, 1.0)
         keep &= (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
     cropped = tf.image.crop_to_bounding_box(image, top, left, crop_height, crop_width)
-    return _keep({**data, "image": cropped, "groundtruth_boxes": moved}, keep)
+    return keep_boxes({**data, "image": cropped, "groundtruth_boxes": moved}, keep)
 
 
 def ssd_random_crop(data: dict, seed: tf.Tensor, operations: list[dict] | None = None) -> dict:

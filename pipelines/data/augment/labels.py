@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipelines.data.augment.geometric import _keep
+from pipelines.data.augment.geometric import keep_boxes
 
 
 def drop_label(data: dict, seed: tf.Tensor, label: int = 0, drop_probability: float = 1.0) -> dict:
@@ -16,7 +16,7 @@ def drop_label(data: dict, seed: tf.Tensor, label: int = 0, drop_probability: fl
     draw, with ``drop_probability``."""
     classes = data["groundtruth_classes"]
     draws = tf.random.stateless_uniform(tf.shape(classes), seed)
-    return _keep(data, (draws > drop_probability) | (classes != label))
+    return keep_boxes(data, (draws > drop_probability) | (classes != label))
 
 
 def remap_labels(data: dict, seed: tf.Tensor, original_labels: list[int] = (), new_label: int = 0) -> dict:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipelines.data.augment.geometric import crop_image
+from pipelines.data.augment.geometric import BOX_FIELDS, crop_image
 from pipelines.data.augment.photometric import back_to
 
-# The per-box fields that travel with groundtruth_boxes (those ``geometric._keep`` drops with a box).
-BOX_FIELDS = ("groundtruth_boxes", "groundtruth_classes", "groundtruth_is_crowd", "groundtruth_area")
 
 
 def _random_int(seed: tf.Tensor, low: tf.Tensor, high: tf.Tensor) -> tf.Tensor:
