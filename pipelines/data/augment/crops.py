@@ -10,6 +10,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from pipelines.data.augment.geometric import crop_image, keep_boxes, ssd_random_crop
+from pipelines.data.augment.photometric import back_to
 
 # The OD API's ssd_random_crop_pad defaults: one of these crop-and-pads is drawn per image.
 SSD_CROP_PAD_MIN_OBJECT_COVERED = (0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
@@ -23,8 +24,6 @@ def _seeds(seed: tf.Tensor, n: int) -> list[tf.Tensor]:
     return tf.unstack(tf.random.split(seed, n))
 
 
-def _to_uint8(image: tf.Tensor) -> tf.Tensor:
-    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
 
 
 def _change_frame(boxes: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
@@ -103,7 +102,7 @@ def scale_crop_and_pad_to_square(
     window = tf.cast(tf.stack([top, left, top + output_size, left + output_size]), tf.float32) / tf.cast(
         tf.stack([scaled_height, scaled_width, scaled_height, scaled_width]), tf.float32
     )
-    return _prune_outside_then_clip(data, _to_uint8(square), window)
+    return _prune_outside_then_clip(data, back_to(square, data["image"].dtype), window)
 
 
 def _pad(data: dict, seed: tf.Tensor, min_size: tf.Tensor, max_size: tf.Tensor, pad_color) -> dict:
@@ -129,7 +128,7 @@ def _pad(data: dict, seed: tf.Tensor, min_size: tf.Tensor, max_size: tf.Tensor, 
         tf.stack([h, w, h, w]), tf.float32
     )
     boxes = _change_frame(data["groundtruth_boxes"], window)
-    return {**data, "image": _to_uint8(placed + canvas * color), "groundtruth_boxes": boxes}
+    return {**data, "image": back_to(placed + canvas * color, data["image"].dtype), "groundtruth_boxes": boxes}
 
 
 SSD_CROP_PAD_DEFAULTS = [
@@ -270,7 +269,7 @@ def downscale_to_target_pixels(
     factor = tf.sqrt(tf.cast(target, tf.float32) / tf.cast(pixels, tf.float32))
     size = tf.cast(factor * tf.cast(tf.stack([height, width]), tf.float32), tf.int32)
     shrunk = tf.cond(
-        apply & (pixels > target), lambda: _to_uint8(tf.image.resize(image, size, method="bilinear")), lambda: image
+        apply & (pixels > target), lambda: back_to(tf.image.resize(image, size, method="bilinear"), image.dtype), lambda: image
     )
     return {**data, "image": shrunk}
 
