@@ -50,7 +50,7 @@ AUGMENTATIONS = (
 # Padding colours are pixel values, as the OD API's float image holds them before normalisation.
 PAD_COLOR = Rule(between(0.0, 255.0))
 
-# The fields of an SSD crop operation (SSDRandomCropOperation and the messages that extend it).
+# The fields of a crop: random_crop_image's, an SSD crop operation's and those of the messages extending them.
 _SSD_CROP = {
     "min_object_covered": Rule(between(0.0, 1.0)),
     "min_aspect_ratio": Rule(above(0.0)),
@@ -65,27 +65,9 @@ _SSD_CROP = {
 AUGMENTATION_RULES = {
     "PreprocessingStep": {name: OK for name in AUGMENTATIONS},
     "RandomHorizontalFlip": {"probability": Rule(between(0.0, 1.0))},
-    "RandomCropImage": {
-        "min_object_covered": Rule(between(0.0, 1.0)),
-        "min_aspect_ratio": Rule(above(0.0)),
-        "max_aspect_ratio": Rule(above(0.0)),
-        "min_area": Rule(above(0.0, 1.0)),
-        "max_area": Rule(above(0.0, 1.0)),
-        "overlap_thresh": Rule(between(0.0, 1.0)),
-        "clip_boxes": OK,
-        "random_coef": Rule(between(0.0, 1.0)),
-    },
+    "RandomCropImage": _SSD_CROP,
     "SSDRandomCrop": {"operations": OK},
-    "SSDRandomCropOperation": {
-        "min_object_covered": Rule(between(0.0, 1.0)),
-        "min_aspect_ratio": Rule(above(0.0)),
-        "max_aspect_ratio": Rule(above(0.0)),
-        "min_area": Rule(above(0.0, 1.0)),
-        "max_area": Rule(above(0.0, 1.0)),
-        "overlap_thresh": Rule(between(0.0, 1.0)),
-        "clip_boxes": OK,
-        "random_coef": Rule(between(0.0, 1.0)),
-    },
+    "SSDRandomCropOperation": _SSD_CROP,
     "RandomAdjustBrightness": {"max_delta": Rule(between(0.0, 1.0))},
     "RandomAdjustContrast": {"min_delta": Rule(between(0.0)), "max_delta": Rule(between(0.0))},
     "RandomAdjustHue": {"max_delta": Rule(between(0.0, 0.5))},
@@ -150,14 +132,7 @@ AUGMENTATION_RULES = {
         "pad_color": PAD_COLOR,
     },
     "RandomCropPadImage": {
-        "min_object_covered": Rule(between(0.0, 1.0)),
-        "min_aspect_ratio": Rule(above(0.0)),
-        "max_aspect_ratio": Rule(above(0.0)),
-        "min_area": Rule(above(0.0, 1.0)),
-        "max_area": Rule(above(0.0, 1.0)),
-        "overlap_thresh": Rule(between(0.0, 1.0)),
-        "clip_boxes": OK,
-        "random_coef": Rule(between(0.0, 1.0)),
+        **_SSD_CROP,
         "min_padded_size_ratio": Rule(between(0.0)),
         "max_padded_size_ratio": Rule(between(0.0)),
         "pad_color": PAD_COLOR,

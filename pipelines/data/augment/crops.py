@@ -10,6 +10,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from pipelines.data.augment.geometric import crop_image, keep_boxes, ssd_random_crop
+from pipelines.data.augment.pads import random_pad
 from pipelines.data.augment.photometric import back_to
 
 # The OD API's ssd_random_crop_pad defaults: one of these crop-and-pads is drawn per image.
@@ -105,32 +106,6 @@ def scale_crop_and_pad_to_square(
     return _prune_outside_then_clip(data, back_to(square, data["image"].dtype), window)
 
 
-def _pad(data: dict, seed: tf.Tensor, min_size: tf.Tensor, max_size: tf.Tensor, pad_color) -> dict:
-    """random_pad_image: the image at a random place on a canvas of a random size in [min_size, max_size)
-    (never smaller than the image), the canvas ``pad_color`` or, when None, the image's mean colour."""
-    size_seed_y, size_seed_x, place_seed_y, place_seed_x = _seeds(seed, 4)
-    image = tf.cast(data["image"], tf.float32)
-    shape = tf.shape(image)[:2]
-    color = tf.reduce_mean(image, axis=[0, 1]) if pad_color is None else tf.constant(pad_color, tf.float32)
-    max_size, min_size = tf.maximum(max_size, shape), tf.maximum(min_size, shape)
-
-    def draw(low, high, draw_seed):  # uniform in [low, high), or high where that is empty
-        return tf.cond(
-            high > low, lambda: tf.random.stateless_uniform([], draw_seed, low, high, dtype=tf.int32), lambda: high
-        )
-
-    target_h, target_w = draw(min_size[0], max_size[0], size_seed_y), draw(min_size[1], max_size[1], size_seed_x)
-    top, left = draw(0, target_h - shape[0], place_seed_y), draw(0, target_w - shape[1], place_seed_x)
-    placed = tf.image.pad_to_bounding_box(image, top, left, target_h, target_w)
-    canvas = 1.0 - tf.image.pad_to_bounding_box(tf.ones_like(image), top, left, target_h, target_w)
-    h, w = shape[0], shape[1]
-    window = tf.cast(tf.stack([-top, -left, target_h - top, target_w - left]), tf.float32) / tf.cast(
-        tf.stack([h, w, h, w]), tf.float32
-    )
-    boxes = _change_frame(data["groundtruth_boxes"], window)
-    return {**data, "image": back_to(placed + canvas * color, data["image"].dtype), "groundtruth_boxes": boxes}
-
-
 SSD_CROP_PAD_DEFAULTS = [
     {"min_object_covered": c, "min_aspect_ratio": 0.5, "max_aspect_ratio": 2.0, "min_area": 0.1, "max_area": 1.0,
      "overlap_thresh": c, "clip_boxes": True, "random_coef": 0.15, "min_padded_size_ratio": [1.0, 1.0],
@@ -161,7 +136,7 @@ def ssd_random_crop_pad(data: dict, seed: tf.Tensor, operations: list[dict] | No
         cropped = crop_image(data, crop_seed, **{k: op[k] for k in crop_fields})
         low = tf.cast(height_width * tf.constant(op["min_padded_size_ratio"], tf.float32), tf.int32)
         high = tf.cast(height_width * tf.constant(op["max_padded_size_ratio"], tf.float32), tf.int32)
-        return _pad(cropped, pad_seed, low, high, op["pad_color"])
+        return random_pad(cropped, pad_seed, low, high, op["pad_color"])
 
     branches = [lambda op=op: crop_and_pad(op) for op in operations]
     choice = tf.random.stateless_uniform([], choice_seed, 0, len(branches), dtype=tf.int32)

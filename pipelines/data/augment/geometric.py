@@ -25,39 +25,35 @@ def keep_boxes(data: dict, keep: tf.Tensor) -> dict:
     return out
 
 
-def horizontal_flip(data: dict, seed: tf.Tensor, probability: float = 0.5) -> dict:
-    def flip():
-        ymin, xmin, ymax, xmax = tf.unstack(data["groundtruth_boxes"], axis=1)
-        return tf.image.flip_left_right(data["image"]), tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=1)
+def _with_probability(data: dict, seed: tf.Tensor, probability: float, turn_image, move_boxes) -> dict:
+    """``turn_image`` on the image and ``move_boxes`` on its (ymin, xmin, ymax, xmax), with ``probability``."""
+
+    def turn():
+        return turn_image(data["image"]), tf.stack(move_boxes(*tf.unstack(data["groundtruth_boxes"], axis=1)), axis=1)
 
     image, boxes = tf.cond(
-        tf.random.stateless_uniform([], seed) < probability, flip, lambda: (data["image"], data["groundtruth_boxes"])
+        tf.random.stateless_uniform([], seed) < probability, turn, lambda: (data["image"], data["groundtruth_boxes"])
     )
     return {**data, "image": image, "groundtruth_boxes": boxes}
+
+
+def horizontal_flip(data: dict, seed: tf.Tensor, probability: float = 0.5) -> dict:
+    return _with_probability(
+        data, seed, probability, tf.image.flip_left_right, lambda y0, x0, y1, x1: (y0, 1.0 - x1, y1, 1.0 - x0)
+    )
 
 
 def vertical_flip(data: dict, seed: tf.Tensor, probability: float = 0.5) -> dict:
-    def flip():
-        ymin, xmin, ymax, xmax = tf.unstack(data["groundtruth_boxes"], axis=1)
-        return tf.image.flip_up_down(data["image"]), tf.stack([1.0 - ymax, xmin, 1.0 - ymin, xmax], axis=1)
-
-    image, boxes = tf.cond(
-        tf.random.stateless_uniform([], seed) < probability, flip, lambda: (data["image"], data["groundtruth_boxes"])
+    return _with_probability(
+        data, seed, probability, tf.image.flip_up_down, lambda y0, x0, y1, x1: (1.0 - y1, x0, 1.0 - y0, x1)
     )
-    return {**data, "image": image, "groundtruth_boxes": boxes}
 
 
 def rotation90(data: dict, seed: tf.Tensor, probability: float = 0.5) -> dict:
     """random_rotation90: a quarter turn counter-clockwise; the image's height and width swap."""
-
-    def rotate():
-        ymin, xmin, ymax, xmax = tf.unstack(data["groundtruth_boxes"], axis=1)
-        return tf.image.rot90(data["image"]), tf.stack([1.0 - xmax, ymin, 1.0 - xmin, ymax], axis=1)
-
-    image, boxes = tf.cond(
-        tf.random.stateless_uniform([], seed) < probability, rotate, lambda: (data["image"], data["groundtruth_boxes"])
+    return _with_probability(
+        data, seed, probability, tf.image.rot90, lambda y0, x0, y1, x1: (1.0 - x1, y0, 1.0 - x0, y1)
     )
-    return {**data, "image": image, "groundtruth_boxes": boxes}
 
 
 def jitter_boxes(data: dict, seed: tf.Tensor, ratio: float = 0.05, jitter_mode: str = "DEFAULT") -> dict:

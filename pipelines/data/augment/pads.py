@@ -30,7 +30,7 @@ def _pad_color(image: tf.Tensor, pad_color) -> tf.Tensor:
     return back_to(color, image.dtype)
 
 
-def _random_pad(data: dict, seed: tf.Tensor, min_size: tf.Tensor, max_size: tf.Tensor, pad_color) -> dict:
+def random_pad(data: dict, seed: tf.Tensor, min_size: tf.Tensor, max_size: tf.Tensor, pad_color) -> dict:
     """The OD API's random_pad_image: a canvas of a size drawn from [min_size, max_size) (never smaller
     than the image), the image at a random place in it (an offset from [0, canvas - image))."""
     image = data["image"]
@@ -66,7 +66,7 @@ def pad_image(
     max_size = tf.where(
         tf.constant([max_image_height, max_image_width]) > 0, [max_image_height, max_image_width], 2 * shape
     )
-    return _random_pad(data, seed, min_size, max_size, pad_color)
+    return random_pad(data, seed, min_size, max_size, pad_color)
 
 
 def absolute_pad_image(
@@ -76,7 +76,7 @@ def absolute_pad_image(
     (unset, none: the OD API reads 0 as 1)."""
     shape = tf.shape(data["image"])[:2]
     padding = tf.constant([max(max_height_padding, 1), max(max_width_padding, 1)])
-    return _random_pad(data, seed, shape, shape + padding, pad_color)
+    return random_pad(data, seed, shape, shape + padding, pad_color)
 
 
 def crop_pad_image(
@@ -94,7 +94,7 @@ def crop_pad_image(
     size = tf.cast(tf.shape(data["image"])[:2], tf.float32)
     min_size = tf.cast(size * tf.constant(list(min_padded_size_ratio or (1.0, 1.0))), tf.int32)
     max_size = tf.cast(size * tf.constant(list(max_padded_size_ratio or (2.0, 2.0))), tf.int32)
-    return _random_pad(crop_image(data, crop_seed, **crop), pad_seed, min_size, max_size, pad_color)
+    return random_pad(crop_image(data, crop_seed, **crop), pad_seed, min_size, max_size, pad_color)
 
 
 def image_scale(data: dict, seed: tf.Tensor, min_scale_ratio: float = 0.5, max_scale_ratio: float = 2.0) -> dict:
