@@ -144,6 +144,7 @@ AUGMENTATION_STEPS = """data_augmentation_options { random_horizontal_flip { } }
     random_coef: 0.2 } } }
   data_augmentation_options { random_downscale_to_target_pixels { random_coef: 0.2 min_target_pixels: 5000
     max_target_pixels: 8000 } }
+  data_augmentation_options { autoaugment_image { policy_name: "v0" } }
   optimizer {"""
 
 
