@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pipelines.config.augmentation_rules import AUGMENTATION_RULES
 from pipelines.config.pipeline_config import parse_pipeline_config
 from pipelines.data.augment import autoaugment_ops as ops
 from pipelines.data.augment.autoaugment import (
+    BOX_OPERATIONS,
+    INSIDE_BOX_OPERATIONS,
+    PIXEL_OPERATIONS,
     POLICIES,
     apply_step,
     apply_sub_policy,
@@ -190,8 +194,7 @@ def test_bbox_cutout_greys_part_of_one_box():
     np.testing.assert_array_equal(apply_step(image, empty, _seed(), "BBox_Cutout", 1.0, 10)[0], image)
 
 
-@pytest.mark.parametrize("name", ["TranslateY_Only_BBoxes", "Rotate_Only_BBoxes", "Cutout_Only_BBoxes",
-                                  "Equalize_Only_BBoxes", "Flip_Only_BBoxes", "ShearX_Only_BBoxes"])  # fmt: skip
+@pytest.mark.parametrize("name", sorted(INSIDE_BOX_OPERATIONS))
 def test_box_only_operations_change_pixels_inside_boxes_only(name):
     image, boxes = _scene()
     inside = np.zeros((HEIGHT, WIDTH), bool)
@@ -222,6 +225,16 @@ def _data() -> dict:
         "groundtruth_is_crowd": tf.zeros([3], tf.bool),
         "groundtruth_area": tf.ones([3]),
     }
+
+
+def test_the_od_api_policies_are_all_here_and_name_known_operations():
+    accepts = AUGMENTATION_RULES["AutoAugmentImage"]["policy_name"].check
+    assert set(POLICIES) == {"v0", "v1", "v2", "v3", "test"}
+    assert all(accepts(name) is None for name in POLICIES) and accepts("v4") is not None
+    known = {**PIXEL_OPERATIONS, **BOX_OPERATIONS, **INSIDE_BOX_OPERATIONS}
+    steps = [step for policy in POLICIES.values() for sub_policy in policy for step in sub_policy]
+    assert all(name in known and 0.0 <= probability <= 1.0 and 0 <= level <= 10 for name, probability, level in steps)
+    assert {name for name, _, _ in steps} == set(known)
 
 
 @pytest.mark.parametrize("policy_name", sorted(POLICIES))
@@ -286,7 +299,7 @@ def test_the_config_accepts_autoaugment_and_the_training_input_runs_it(tiny_conf
     assert images.shape[0] == 2
 
 
-def test_the_config_refuses_a_policy_odlite_does_not_have(tiny_config):
+def test_the_config_refuses_a_policy_the_od_api_does_not_have(tiny_config):
     step = 'data_augmentation_options { autoaugment_image { policy_name: "v9" } }\n'
     with pytest.raises(OdliteError) as refused:
         parse_pipeline_config(_with_steps(tiny_config.read_text(), step))

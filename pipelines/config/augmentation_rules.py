@@ -208,9 +208,7 @@ AUGMENTATION_RULES = {
         "min_target_pixels": Rule(between(1)),
         "max_target_pixels": Rule(between(1)),
     },
-    "AutoAugmentImage": {
-        "policy_name": Rule(only("v0", why="odlite has the OD API's AutoAugment policy v0; not v1, v2, v3, test"))
-    },
+    "AutoAugmentImage": {"policy_name": Rule(only("v0", "v1", "v2", "v3", "test"))},
 }
 
 AUGMENTATION_REASONS = {
