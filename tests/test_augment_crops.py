@@ -287,7 +287,6 @@ def test_the_config_takes_the_crops_and_the_training_input_uses_them(tiny_config
         ("ssd_random_crop_fixed_aspect_ratio { aspect_ratio: 2.0 }", "used only with operations"),
         ("random_downscale_to_target_pixels { min_target_pixels: 9 max_target_pixels: 8 }", "must be at most"),
         ("random_square_crop_by_scale { scale_min: 2.0 }", "must be at most"),
-        ("autoaugment_image { }", "AutoAugment"),
     ],
 )
 def test_the_config_refuses_what_the_od_api_cannot_run(tiny_config, steps, complaint):

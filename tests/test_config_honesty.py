@@ -144,6 +144,7 @@ AUGMENTATION_STEPS = """data_augmentation_options { random_horizontal_flip { } }
     random_coef: 0.2 } } }
   data_augmentation_options { random_downscale_to_target_pixels { random_coef: 0.2 min_target_pixels: 5000
     max_target_pixels: 8000 } }
+  data_augmentation_options { autoaugment_image { policy_name: "v0" } }
   optimizer {"""
 
 
@@ -221,6 +222,10 @@ def _field(path: str):
     return field
 
 
+# Strings the config accepts only from a list of names: another accepted name to try.
+NAMED_STRINGS = {"train_config.data_augmentation_options.autoaugment_image.policy_name": ["v1"]}
+
+
 def _candidates(path: str, value, field, alternatives: dict) -> list[str]:
     """Other values for the leaf at ``path``, as ``--set`` text, most likely accepted first."""
     if path in alternatives:
@@ -241,7 +246,7 @@ def _candidates(path: str, value, field, alternatives: dict) -> list[str]:
         options = [value * 2, value / 2, value + 0.1, value - 0.1, 0.3, 0.7, 1.0, 1.5, 3.0, 0.01]
         return [repr(float(v)) for v in dict.fromkeys(options) if v != value]
     if field.type == "string":
-        return ["something else"]
+        return NAMED_STRINGS.get(path, ["something else"])
     options = [value + 1, value - 1, value * 2, 1, 2, 4, 8]
     return [str(v) for v in dict.fromkeys(options) if v != value and v >= 0]
 

@@ -45,6 +45,7 @@ AUGMENTATIONS = (
     "ssd_random_crop_fixed_aspect_ratio",
     "ssd_random_crop_pad_fixed_aspect_ratio",
     "random_downscale_to_target_pixels",
+    "autoaugment_image",
 )
 
 # Padding colours are pixel values, as the OD API's float image holds them before normalisation.
@@ -182,6 +183,7 @@ AUGMENTATION_RULES = {
         "min_target_pixels": Rule(between(1)),
         "max_target_pixels": Rule(between(1)),
     },
+    "AutoAugmentImage": {"policy_name": Rule(only("v0", "v1", "v2", "v3", "test"))},
 }
 
 AUGMENTATION_REASONS = {
@@ -190,8 +192,6 @@ AUGMENTATION_REASONS = {
     "keypoint and mask heads; odlite's boxes stay normalised to [0, 1] from the records to the loss",
     "PreprocessingStep.convert_class_logits_to_softmax": "it acts on soft class labels (logits), which odlite's "
     "TFRecords and losses do not carry",
-    "PreprocessingStep.autoaugment_image": "odlite does not implement the OD API's AutoAugment policies yet; "
-    "list the operations you want instead (see docs/augmentation.md)",
     "RandomHorizontalFlip.keypoint_flip_permutation": "odlite detects boxes, not keypoints",
     "PreprocessingStep.rgb_to_gray": "odlite's networks take 3-channel images and rgb_to_gray makes a 1-channel one "
     "(what sets it apart from random_rgb_to_gray); random_rgb_to_gray { probability: 1.0 } gives the same grey "

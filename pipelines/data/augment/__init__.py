@@ -7,14 +7,15 @@ operations that move boxes, ``pads`` those that change the image's size (padding
 self-concatenation), ``crops`` those that change its frame (square crops, crops padded out,
 downscaling), ``photometric`` those that change pixel values only, ``patches`` those
 that damage part of the picture, ``resizing`` those that resize it before odlite's resize to
-the network input, ``labels`` those that change the labels alone.
+the network input, ``labels`` those that change the labels alone, ``autoaugment`` the OD API's
+AutoAugment policies.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from pipelines.data.augment import crops, geometric, labels, pads, patches, photometric, resizing
+from pipelines.data.augment import autoaugment, crops, geometric, labels, pads, patches, photometric, resizing
 
 AUGMENTATIONS = {
     **geometric.OPERATIONS,
@@ -24,6 +25,7 @@ AUGMENTATIONS = {
     **patches.OPERATIONS,
     **resizing.OPERATIONS,
     **labels.OPERATIONS,
+    **autoaugment.OPERATIONS,
 }
 
 # Operations that take the pixels off 0-255: with one of them the chain works in float32, as the OD API's
@@ -31,8 +33,9 @@ AUGMENTATIONS = {
 # in uint8, a quarter of the bytes.
 FLOAT_RANGE = ("normalize_image", "subtract_channel_mean")
 # Operations whose effect is measured in pixels of the OD API's full-size image (a noise patch's side,
-# per-pixel noise, JPEG's 8x8 blocks, a resize, crop border or downscale in pixels): with one of them the training input
-# decodes the full picture rather than one reduced to the network input's scale.
+# per-pixel noise, JPEG's 8x8 blocks, a resize, crop border or downscale in pixels, AutoAugment's translations
+# and cutouts): with one of them the training input decodes the full picture rather than one reduced to the
+# network input's scale.
 FULL_SIZE = (
     "random_pixel_value_scale",
     "random_patch_gaussian",
@@ -42,6 +45,7 @@ FULL_SIZE = (
     "random_downscale_to_target_pixels",
     "random_square_crop_by_scale",
     "random_scale_crop_and_pad_to_square",
+    "autoaugment_image",
 )
 # Operations with sizes in pixels that apply only when set (unset, their sizes are relative to the image).
 FULL_SIZE_WHEN_SET = {
