@@ -1,17 +1,12 @@
 """The training stage: pipeline.config + TFRecords -> checkpoints in a model directory.
 
-A tf.function loop around odlite's network (the OD API's, models/ssd.py) and Model Garden's
-focal loss, rather than Orbit, so that it can show a progress bar, write the scalars
+A tf.function loop around the meta-architecture's network and losses (models/meta_architecture.py),
+rather than Orbit, so that it can show a progress bar, write the scalars
 users look for, save on Ctrl-C, resume from the latest checkpoint by itself, and keep
 the best one as it evaluates (training/best_checkpoint.py). Like Orbit's, it runs N steps
 per call and reads the losses only at summary steps, so an accelerator is not left idle
 between steps; the input (data/train_input.py) prefetches. Where it runs, one device to
 several machines, is training/distribute.py's choice.
-
-The SSD's loss is the OD API's: focal classification loss and smooth-L1 box loss on
-faster-rcnn encoded boxes, normalised by the number of matched anchors, with the
-config's classification and localization weights (Model Garden has no such weights).
-Faster R-CNN's targets and losses are Model Garden's (models/faster_rcnn.py); the loop is the same.
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ from pathlib import Path
 
 import tensorflow as tf
 import tf_keras
-from official.vision.losses import focal_loss, loss_utils
 
 from pipelines.artifacts import CONFIG_NAME, checkpoints, config_inputs
 from pipelines.atomic import refuse_overlap, write_text_atomically
@@ -36,8 +30,7 @@ from pipelines.config.pipeline_config import check_paths_resolved
 from pipelines.console import progress_bar
 from pipelines.data.train_input import train_dataset
 from pipelines.errors import OdliteError
-from pipelines.models.faster_rcnn import FASTER_RCNN_LOSSES, training_losses
-from pipelines.models.ssd import normalize_pixels
+from pipelines.models.meta_architecture import meta_architecture
 from pipelines.models.warm_start import warm_start
 from pipelines.training.best_checkpoint import BestKeeper, check_metric
 from pipelines.training.distribute import (
@@ -79,52 +72,6 @@ class CosineDecayWithWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):
 def make_optimizer(spec: TrainSpec) -> tf_keras.optimizers.Optimizer:
     """The config's momentum_optimizer: SGD with momentum on the OD API's learning-rate schedule."""
     return tf_keras.optimizers.SGD(CosineDecayWithWarmup(spec.learning_rate), momentum=spec.momentum)
-
-
-SSD_LOSSES = ("total_loss", "classification_loss", "localization_loss", "regularization_loss")
-
-
-def detection_losses(spec: TrainSpec, outputs: dict, labels: dict, regularization) -> dict:
-    """Per-replica losses: focal + smooth-L1, each divided by the number of matched anchors (at least 1)
-    when normalize_loss_by_num_matches, as the OD API's SSD does; otherwise summed over the batch."""
-    num_classes = spec.model.num_classes + 1
-    num_positives = tf.maximum(tf.reduce_sum(labels["box_weights"]), 1.0) if spec.normalize_by_matches else 1.0
-    cls_true = tf.one_hot(loss_utils.multi_level_flatten(labels["cls_targets"], last_dim=None), num_classes)
-    # encode_background_as_zeros: the background column's target is 0 for every anchor, as in the OD API.
-    cls_true *= tf.one_hot(0, num_classes, on_value=0.0, off_value=1.0)
-    cls_pred = loss_utils.multi_level_flatten(outputs["cls_outputs"], last_dim=num_classes)
-    focal = focal_loss.FocalLoss(
-        alpha=spec.focal_alpha, gamma=spec.focal_gamma, reduction=tf_keras.losses.Reduction.SUM
-    )
-    cls_loss = focal(cls_true, tf.cast(cls_pred, tf.float32), sample_weight=labels["cls_weights"] / num_positives)
-    box_true = loss_utils.multi_level_flatten(labels["box_targets"], last_dim=4)
-    box_pred = loss_utils.multi_level_flatten(outputs["box_outputs"], last_dim=4)
-    # Keras' Huber averages over the 4 box codes: the OD API's normalize_loc_loss_by_codesize.
-    huber = tf_keras.losses.Huber(spec.huber_delta, reduction=tf_keras.losses.Reduction.SUM)
-    box_loss = huber(box_true, tf.cast(box_pred, tf.float32), sample_weight=labels["box_weights"] / num_positives)
-    if not spec.loss_per_code:
-        box_loss *= 4.0
-    cls_loss, box_loss = spec.classification_weight * cls_loss, spec.localization_weight * box_loss
-    reg_loss = tf.add_n(regularization) if regularization else tf.constant(0.0)
-    return {
-        "total_loss": cls_loss + box_loss + reg_loss,
-        "classification_loss": cls_loss,
-        "localization_loss": box_loss,
-        "regularization_loss": reg_loss,
-    }
-
-
-def step_losses(spec: TrainSpec, model):
-    """(images, targets) -> the training losses of one batch, for either meta-architecture."""
-    if spec.model.kind == "faster_rcnn":
-        losses = training_losses(spec.model)
-        return lambda images, labels: losses(model, images, labels)
-
-    def ssd_losses(images, labels):
-        outputs = model(normalize_pixels(images), training=True)
-        return detection_losses(spec, outputs, labels, model.losses)
-
-    return ssd_losses
 
 
 def dtype_policy_name(spec: TrainSpec, mixed_precision: bool) -> str | None:
@@ -288,8 +235,8 @@ def train(
         f"{steps_per_loop} step(s) per call; compute {model.compute_dtype}, weights {model.variable_dtype}"
     )
 
-    compute_losses = step_losses(spec, model)
-    loss_names = FASTER_RCNN_LOSSES if spec.model.kind == "faster_rcnn" else SSD_LOSSES
+    architecture = meta_architecture(spec.model.kind)
+    compute_losses, loss_names = architecture.losses(spec, model), architecture.loss_names
 
     @tf.autograph.experimental.do_not_convert  # plain Python; conversion only warns about the closure
     def step_fn(images, labels):
