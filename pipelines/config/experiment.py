@@ -88,7 +88,7 @@ def train_spec(config: PipelineConfig) -> TrainSpec:
         num_steps=int(train.num_steps),
         learning_rate=_learning_rate(momentum.learning_rate),
         momentum=float(momentum.momentum_optimizer_value),
-        **architecture.loss_settings(config),
+        **architecture.training_settings(config),
         max_boxes=int(train.max_number_of_boxes),
         augmentations=config.augmentations(),
         train_paths=list(reader.tf_record_input_reader.input_path),

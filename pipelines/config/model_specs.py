@@ -148,7 +148,8 @@ def faster_rcnn_spec(config: PipelineConfig) -> FasterRcnnSpec:
     )
 
 
-def ssd_loss_settings(config: PipelineConfig) -> dict:
+def ssd_training_settings(config: PipelineConfig) -> dict:
+    """The SSD's matcher and loss, TrainSpec fields: Faster R-CNN's live in its FasterRcnnSpec."""
     ssd = config.view().model.ssd
     focal, huber = ssd.loss.classification_loss.weighted_sigmoid_focal, ssd.loss.localization_loss.weighted_smooth_l1
     matcher = ssd.matcher.argmax_matcher

@@ -352,7 +352,7 @@ def _export_two_stage(spec: TrainSpec, config_path, checkpoint: str, out: Path, 
         )
         m = spec.model
         report = {
-            "meta_architecture": "faster_rcnn",
+            "meta_architecture": spec.model.kind,
             "checkpoint": checkpoint,
             "step": step,
             "input_size": list(m.input_shape),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 import tf_keras
 
-from pipelines.config.model_specs import faster_rcnn_spec, model_spec, ssd_loss_settings
+from pipelines.config.model_specs import faster_rcnn_spec, model_spec, ssd_training_settings
 from pipelines.models.faster_rcnn import (
     FASTER_RCNN_LOSSES,
     RESNETS,
@@ -47,8 +47,8 @@ class MetaArchitecture(ABC):
     def read_spec(self, config: PipelineConfig):
         """The model spec the config describes."""
 
-    def loss_settings(self, config: PipelineConfig) -> dict:
-        """TrainSpec's loss fields, for a meta-architecture whose losses are not in its model spec."""
+    def training_settings(self, config: PipelineConfig) -> dict:
+        """TrainSpec's fields for the targets and losses, where the model spec does not hold them."""
         return {}
 
     @abstractmethod
@@ -103,8 +103,8 @@ class Ssd(MetaArchitecture):
     def read_spec(self, config: PipelineConfig) -> ModelSpec:
         return model_spec(config)
 
-    def loss_settings(self, config: PipelineConfig) -> dict:
-        return ssd_loss_settings(config)
+    def training_settings(self, config: PipelineConfig) -> dict:
+        return ssd_training_settings(config)
 
     def build(self, spec: ModelSpec):
         return build_model(spec)
