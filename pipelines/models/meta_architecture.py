@@ -3,7 +3,7 @@
 Each one says how its network is read from the config and built, how the input pipeline labels a
 training example for it, what its losses are, how its network detects, what a warm start takes
 from which checkpoints, and whether it has a TFLite form. The rest of odlite asks the object that
-``meta_architecture`` returns, so adding a meta-architecture means adding one class here.
+``meta_architecture`` returns rather than testing which network the config names.
 """
 
 from __future__ import annotations
