@@ -30,7 +30,7 @@ from pipelines.config.pipeline_config import check_paths_resolved
 from pipelines.console import progress_bar
 from pipelines.data.train_input import train_dataset
 from pipelines.errors import OdliteError
-from pipelines.models.meta_architecture import meta_architecture
+from pipelines.models.meta_architecture import MetaArchitecture, meta_architecture
 from pipelines.models.warm_start import warm_start
 from pipelines.training.best_checkpoint import BestKeeper, check_metric
 from pipelines.training.distribute import (
@@ -256,7 +256,7 @@ class _Evaluations:
 
 
 def _start(
-    architecture,
+    architecture: MetaArchitecture,
     spec: TrainSpec,
     strategy,
     cluster,
