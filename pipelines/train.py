@@ -1,17 +1,12 @@
 """The training stage: pipeline.config + TFRecords -> checkpoints in a model directory.
 
-A tf.function loop around odlite's network (the OD API's, models/ssd.py) and Model Garden's
-focal loss, rather than Orbit, so that it can show a progress bar, write the scalars
+A tf.function loop around the meta-architecture's network and losses (models/meta_architecture.py),
+rather than Orbit, so that it can show a progress bar, write the scalars
 users look for, save on Ctrl-C, resume from the latest checkpoint by itself, and keep
 the best one as it evaluates (training/best_checkpoint.py). Like Orbit's, it runs N steps
 per call and reads the losses only at summary steps, so an accelerator is not left idle
 between steps; the input (data/train_input.py) prefetches. Where it runs, one device to
 several machines, is training/distribute.py's choice.
-
-The SSD's loss is the OD API's: focal classification loss and smooth-L1 box loss on
-faster-rcnn encoded boxes, normalised by the number of matched anchors, with the
-config's classification and localization weights (Model Garden has no such weights).
-Faster R-CNN's targets and losses are Model Garden's (models/faster_rcnn.py); the loop is the same.
 """
 
 from __future__ import annotations
@@ -26,19 +21,17 @@ from pathlib import Path
 
 import tensorflow as tf
 import tf_keras
-from official.vision.losses import focal_loss, loss_utils
 
 from pipelines import defaults
 from pipelines.artifacts import CONFIG_NAME, checkpoints, config_inputs
 from pipelines.atomic import refuse_overlap, write_text_atomically
-from pipelines.config.experiment import LearningRate, TrainSpec, build_network, load_train_spec
+from pipelines.config.experiment import LearningRate, TrainSpec, load_train_spec
 from pipelines.config.label_map import read_label_map
 from pipelines.config.pipeline_config import check_paths_resolved
 from pipelines.console import progress_bar
 from pipelines.data.train_input import train_dataset
 from pipelines.errors import OdliteError
-from pipelines.models.faster_rcnn import FASTER_RCNN_LOSSES, training_losses
-from pipelines.models.ssd import normalize_pixels
+from pipelines.models.meta_architecture import MetaArchitecture, meta_architecture
 from pipelines.models.warm_start import warm_start
 from pipelines.training.best_checkpoint import BestKeeper, check_metric
 from pipelines.training.distribute import (
@@ -50,6 +43,8 @@ from pipelines.training.distribute import (
     save_folder,
 )
 from pipelines.training.finite_weights import check_before_saving, check_restored
+from pipelines.training.steps import TrainSteps
+from pipelines.training.summaries import LossSummaries
 
 
 class CosineDecayWithWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):
@@ -80,52 +75,6 @@ class CosineDecayWithWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):
 def make_optimizer(spec: TrainSpec) -> tf_keras.optimizers.Optimizer:
     """The config's momentum_optimizer: SGD with momentum on the OD API's learning-rate schedule."""
     return tf_keras.optimizers.SGD(CosineDecayWithWarmup(spec.learning_rate), momentum=spec.momentum)
-
-
-SSD_LOSSES = ("total_loss", "classification_loss", "localization_loss", "regularization_loss")
-
-
-def detection_losses(spec: TrainSpec, outputs: dict, labels: dict, regularization) -> dict:
-    """Per-replica losses: focal + smooth-L1, each divided by the number of matched anchors (at least 1)
-    when normalize_loss_by_num_matches, as the OD API's SSD does; otherwise summed over the batch."""
-    num_classes = spec.model.num_classes + 1
-    num_positives = tf.maximum(tf.reduce_sum(labels["box_weights"]), 1.0) if spec.normalize_by_matches else 1.0
-    cls_true = tf.one_hot(loss_utils.multi_level_flatten(labels["cls_targets"], last_dim=None), num_classes)
-    # encode_background_as_zeros: the background column's target is 0 for every anchor, as in the OD API.
-    cls_true *= tf.one_hot(0, num_classes, on_value=0.0, off_value=1.0)
-    cls_pred = loss_utils.multi_level_flatten(outputs["cls_outputs"], last_dim=num_classes)
-    focal = focal_loss.FocalLoss(
-        alpha=spec.focal_alpha, gamma=spec.focal_gamma, reduction=tf_keras.losses.Reduction.SUM
-    )
-    cls_loss = focal(cls_true, tf.cast(cls_pred, tf.float32), sample_weight=labels["cls_weights"] / num_positives)
-    box_true = loss_utils.multi_level_flatten(labels["box_targets"], last_dim=4)
-    box_pred = loss_utils.multi_level_flatten(outputs["box_outputs"], last_dim=4)
-    # Keras' Huber averages over the 4 box codes: the OD API's normalize_loc_loss_by_codesize.
-    huber = tf_keras.losses.Huber(spec.huber_delta, reduction=tf_keras.losses.Reduction.SUM)
-    box_loss = huber(box_true, tf.cast(box_pred, tf.float32), sample_weight=labels["box_weights"] / num_positives)
-    if not spec.loss_per_code:
-        box_loss *= 4.0
-    cls_loss, box_loss = spec.classification_weight * cls_loss, spec.localization_weight * box_loss
-    reg_loss = tf.add_n(regularization) if regularization else tf.constant(0.0)
-    return {
-        "total_loss": cls_loss + box_loss + reg_loss,
-        "classification_loss": cls_loss,
-        "localization_loss": box_loss,
-        "regularization_loss": reg_loss,
-    }
-
-
-def step_losses(spec: TrainSpec, model):
-    """(images, targets) -> the training losses of one batch, for either meta-architecture."""
-    if spec.model.kind == "faster_rcnn":
-        losses = training_losses(spec.model)
-        return lambda images, labels: losses(model, images, labels)
-
-    def ssd_losses(images, labels):
-        outputs = model(normalize_pixels(images), training=True)
-        return detection_losses(spec, outputs, labels, model.losses)
-
-    return ssd_losses
 
 
 def dtype_policy_name(spec: TrainSpec, mixed_precision: bool) -> str | None:
@@ -206,6 +155,139 @@ def _next_stop(step: int, total_steps: int, steps_per_loop: int, *intervals: int
     return min(stops)
 
 
+@dataclass
+class _Schedule:
+    """Where the loop stops: at the last step, and at each summary, checkpoint and evaluation step."""
+
+    total_steps: int
+    steps_per_loop: int
+    summary_every: int
+    checkpoint_every: int
+    eval_every: int
+
+    @classmethod
+    def checked(cls, total_steps, steps_per_loop, summary_every, checkpoint_every, eval_every, early_stop_patience):
+        """From train()'s arguments: none below 1; steps per call and summaries as the device suits."""
+        _positive(checkpoint_every=checkpoint_every, steps_per_loop=steps_per_loop, summary_every=summary_every)
+        _positive(eval_every=eval_every or None, early_stop_patience=early_stop_patience or None)
+        steps_per_loop = steps_per_loop or (GPU_STEPS_PER_LOOP if gpu_available() else 1)
+        summary_every = summary_every or max(SUMMARY_EVERY, steps_per_loop)
+        return cls(total_steps, steps_per_loop, summary_every, checkpoint_every, eval_every)
+
+    def next_stop(self, step: int) -> int:
+        intervals = (self.summary_every, self.checkpoint_every, self.eval_every)
+        return _next_stop(step, self.total_steps, self.steps_per_loop, *intervals)
+
+    def summarises(self, step: int) -> bool:
+        return step % self.summary_every == 0
+
+    def saves(self, step: int) -> bool:
+        return step % self.checkpoint_every == 0
+
+    def evaluates(self, step: int) -> bool:
+        return bool(self.eval_every) and step % self.eval_every == 0
+
+
+class _Checkpoints:
+    """The run's checkpoints: the latest resumed from, new ones saved only when their weights are finite."""
+
+    def __init__(self, checkpoint: tf.train.Checkpoint, model_dir: Path, cluster, keep: int):
+        self.checkpoint, self.model_dir, self.cluster = checkpoint, model_dir, cluster
+        # Every worker restores the chief's latest checkpoint (the model directory is on shared storage).
+        self.on_disk = checkpoints(model_dir)
+        self.folder = save_folder(model_dir, cluster)
+        drop_scratch(self.folder, cluster)  # a killed run's leftovers
+        self.manager = tf.train.CheckpointManager(checkpoint, str(self.folder), max_to_keep=keep)
+        self.saved_at: int | None = None
+
+    def resume(self) -> str:
+        latest, previous = self.on_disk[-1], self.on_disk[-2] if len(self.on_disk) > 1 else None
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        check_restored(self.checkpoint, latest, previous)
+        self.saved_at = int(self.checkpoint.optimizer.iterations.numpy())
+        return f"resuming from {latest} (step {self.saved_at})"
+
+    def save(self, step: int) -> str:
+        check_before_saving(self.checkpoint, step, self.model_dir)
+        saved = self.manager.save(checkpoint_number=step)  # every worker saves: the variables are read collectively
+        drop_scratch(self.folder, self.cluster)
+        self.saved_at = step
+        return str(self.model_dir / Path(saved).name)
+
+    def of_step(self, step: int) -> str:
+        """The checkpoint of ``step``, saved now unless it already is."""
+        return str(self.model_dir / f"ckpt-{step}") if self.saved_at == step else self.save(step)
+
+
+class _Evaluations:
+    """--eval-every: checkpoints scored as odlite eval scores them, the best kept, patience counted."""
+
+    def __init__(self, spec: TrainSpec, model_dir: Path, eval_every: int, best_metric: str, patience: int):
+        self.spec, self.model_dir, self.patience = spec, model_dir, patience
+        self.keeper = None
+        if eval_every:
+            labels = list(read_label_map(spec.label_map_path).values())
+            self.keeper = BestKeeper(model_dir, check_metric(best_metric, labels))
+        elif patience:
+            raise OdliteError("--early-stop-patience counts evaluations: give --eval-every N too")
+        self.evaluated_at: int | None = None
+
+    @functools.cached_property
+    def _detector(self):
+        """Built at the first evaluation, in float32 outside the strategy, as odlite eval's."""
+        from pipelines.detectors import CheckpointDetector
+
+        return CheckpointDetector(self.spec)
+
+    @property
+    def patience_ran_out(self) -> bool:
+        """True after ``patience`` evaluations without improvement (also those of a resumed run)."""
+        return bool(self.patience) and self.keeper.since_improved >= self.patience
+
+    def evaluate(self, path: str, step: int, bar) -> None:
+        """Scores ``path`` as odlite eval does (report, TensorBoard) and offers it to the best checkpoint."""
+        from pipelines.evaluate import evaluate, summary_line
+
+        keeper = self.keeper
+        metrics = evaluate(None, self.model_dir, checkpoint=path, progress=False, detector=self._detector)
+        improved = keeper.offer(path, metrics)
+        note = "best so far" if improved else f"best: step {keeper.best_step}, {keeper.metric} {keeper.best:.3f}"
+        bar.write(f"eval {summary_line(metrics)} ({note})")
+        self.evaluated_at = step
+
+
+def _start(
+    architecture: MetaArchitecture,
+    spec: TrainSpec,
+    strategy,
+    cluster,
+    model_dir: Path,
+    keep: int,
+    from_scratch: bool,
+    mixed_precision: bool,
+):
+    """The network and its optimizer, resumed from the latest checkpoint or warm-started as the config
+    says, and the run's checkpoints."""
+    with strategy.scope():
+        with dtype_policy(dtype_policy_name(spec, mixed_precision)):
+            model = architecture.build(spec.model)  # layers keep the policy they were built under
+        optimizer = make_optimizer(spec)
+        # Its momentum slots now, not in the step's first trace: a tf.function that creates variables
+        # is traced a second time (5 s of each SSD start here, 9 s of a Faster R-CNN one).
+        optimizer.build(model.trainable_variables)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    saved = _Checkpoints(checkpoint, model_dir, cluster, keep)
+    print(saved.resume() if saved.on_disk else warm_start(model, spec, from_scratch))
+    if mixed_precision:
+        # Wrapped after restoring, so a run can resume with or without mixed precision: the loss
+        # scale is left out of the check and starts again from its default, adapting in a few steps.
+        with strategy.scope():
+            optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
+    if cluster.is_chief:
+        write_text_atomically(model_dir / CONFIG_NAME, spec.config.to_text())
+    return model, optimizer, saved
+
+
 def train(
     config_path: str | Path,
     model_dir: str | Path,
@@ -238,181 +320,82 @@ def train(
     check_paths_resolved(spec.config)
     model_dir = Path(model_dir)
     refuse_overlap(model_dir, config_inputs(spec))  # the pipeline.config may live there: resuming reads it
-    total_steps = int(num_steps or spec.num_steps)
     if mixed_precision and not gpu_available():
         raise OdliteError("--mixed-precision needs a GPU (float16 brings nothing on the CPU); leave it out")
-    _positive(checkpoint_every=checkpoint_every, steps_per_loop=steps_per_loop, summary_every=summary_every)
-    _positive(eval_every=eval_every or None, early_stop_patience=early_stop_patience or None)
-    steps_per_loop = steps_per_loop or (GPU_STEPS_PER_LOOP if gpu_available() else 1)
-    summary_every = summary_every or max(SUMMARY_EVERY, steps_per_loop)
-    keeper = None
-    if eval_every:
-        labels = list(read_label_map(spec.label_map_path).values())
-        keeper = BestKeeper(model_dir, check_metric(best_metric, labels))
-    elif early_stop_patience:
-        raise OdliteError("--early-stop-patience counts evaluations: give --eval-every N too")
+    schedule = _Schedule.checked(
+        int(num_steps or spec.num_steps),
+        steps_per_loop,
+        summary_every,
+        checkpoint_every,
+        eval_every,
+        early_stop_patience,
+    )
+    evaluations = _Evaluations(spec, model_dir, eval_every, best_metric, early_stop_patience)
     if seed is not None:
         tf_keras.utils.set_random_seed(seed)
     dataset = strategy.experimental_distribute_dataset(train_dataset(spec, spec.batch_size, seed))
 
-    with strategy.scope():
-        with dtype_policy(dtype_policy_name(spec, mixed_precision)):
-            model = build_network(spec.model)  # layers keep the policy they were built under
-        optimizer = make_optimizer(spec)
-        # Its momentum slots now, not in the step's first trace: a tf.function that creates variables
-        # is traced a second time (5 s of each SSD start here, 9 s of a Faster R-CNN one).
-        optimizer.build(model.trainable_variables)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    # Every worker restores the chief's latest checkpoint (the model directory is on shared storage).
-    on_disk = checkpoints(model_dir)
-    restore_from = on_disk[-1] if on_disk else None
-    folder = save_folder(model_dir, cluster)
-    drop_scratch(folder, cluster)  # a killed run's leftovers
-    manager = tf.train.CheckpointManager(checkpoint, str(folder), max_to_keep=keep_checkpoints)
-    if restore_from:
-        checkpoint.restore(restore_from).assert_existing_objects_matched()
-        check_restored(checkpoint, restore_from, on_disk[-2] if len(on_disk) > 1 else None)
-        print(f"resuming from {restore_from} (step {int(optimizer.iterations.numpy())})")
-    else:
-        print(warm_start(model, spec, from_scratch))
-    if mixed_precision:
-        # Wrapped after restoring, so a run can resume with or without mixed precision: the loss
-        # scale is left out of the check and starts again from its default, adapting in a few steps.
-        with strategy.scope():
-            optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
-    if cluster.is_chief:
-        write_text_atomically(model_dir / CONFIG_NAME, spec.config.to_text())
+    architecture = meta_architecture(spec.model.kind)
+    model, optimizer, saved = _start(
+        architecture, spec, strategy, cluster, model_dir, keep_checkpoints, from_scratch, mixed_precision
+    )
     device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
     workers = f"workers: {cluster.workers} (this is {cluster.name}); " if cluster.workers > 1 else ""
     print(
         f"training on {device}; {workers}replicas: {strategy.num_replicas_in_sync}; batch {spec.batch_size}; "
-        f"{steps_per_loop} step(s) per call; compute {model.compute_dtype}, weights {model.variable_dtype}"
+        f"{schedule.steps_per_loop} step(s) per call; compute {model.compute_dtype}, weights {model.variable_dtype}"
     )
-
-    compute_losses = step_losses(spec, model)
-    loss_names = FASTER_RCNN_LOSSES if spec.model.kind == "faster_rcnn" else SSD_LOSSES
-
-    @tf.autograph.experimental.do_not_convert  # plain Python; conversion only warns about the closure
-    def step_fn(images, labels):
-        with tf.GradientTape() as tape:
-            losses = compute_losses(images, labels)
-            scaled = losses["total_loss"] / strategy.num_replicas_in_sync
-            if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
-                scaled = optimizer.get_scaled_loss(scaled)
-        grads = tape.gradient(scaled, model.trainable_variables)
-        if isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
-            grads = optimizer.get_unscaled_gradients(grads)
-        # The backbone's last 1x1 conv feeds no pyramid level: skip its missing gradients.
-        pairs = [(g, v) for g, v in zip(grads, model.trainable_variables) if g is not None]
-        optimizer.apply_gradients(pairs)
-        return {name: losses[name] for name in loss_names}
-
-    @tf.function
-    def train_steps(iterator, count):
-        """Up to ``count`` steps in one call; (steps run, the last step's losses). Fewer when the data ends."""
-        ran = tf.constant(0)
-        losses = {name: tf.constant(0.0) for name in loss_names}
-        for _ in tf.range(count):
-            batch = iterator.get_next_as_optional()
-            if not batch.has_value():
-                break
-            per_replica = strategy.run(step_fn, args=batch.get_value())
-            losses = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
-            ran += 1
-        return ran, losses
-
-    def save(at: int) -> str:
-        check_before_saving(checkpoint, at, model_dir)
-        saved = manager.save(checkpoint_number=at)  # every worker saves: the variables are read collectively
-        drop_scratch(folder, cluster)
-        return str(model_dir / Path(saved).name)
-
-    @functools.cache
-    def evaluation_network():
-        """Built at the first evaluation, in float32 outside the strategy, as odlite eval's."""
-        from pipelines.detectors import CheckpointDetector
-
-        return CheckpointDetector(spec)
-
-    def evaluate_and_keep(path: str) -> bool:
-        """Scores ``path`` as odlite eval does (report, TensorBoard); True when patience ran out."""
-        from pipelines.evaluate import evaluate, summary_line
-
-        metrics = evaluate(None, model_dir, checkpoint=path, progress=False, detector=evaluation_network())
-        improved = keeper.offer(path, metrics)
-        note = "best so far" if improved else f"best: step {keeper.best_step}, {keeper.metric} {keeper.best:.3f}"
-        bar.write(f"eval {summary_line(metrics)} ({note})")
-        return bool(early_stop_patience) and keeper.since_improved >= early_stop_patience
+    train_steps = TrainSteps(strategy, model, optimizer, architecture.losses(spec, model), architecture.loss_names)
 
     writer = tf.summary.create_file_writer(str(model_dir / "train")) if cluster.is_chief else None
     writer = writer or tf.summary.create_noop_writer()
     agree = agreed_code(strategy, cluster)
     step = start_step = int(optimizer.iterations.numpy())
-    saved_at = step if restore_from else None
-    evaluated_at = None
-    losses: dict = {}
-    rate = 0.0
     interrupted = stopped_early = False
-    # A resumed run whose patience ran out before stops where it is, as a finished one does.
-    wants_early_stop = bool(early_stop_patience) and keeper.since_improved >= early_stop_patience
     iterator = iter(dataset)
-    show = progress and cluster.is_chief
-    bar = progress_bar(total=total_steps, initial=step, unit="step", desc="train", disable=not show)
-    window_start, window_steps, read_at = time.perf_counter(), 0, None
-
-    def summarise(last_losses) -> None:
-        """Reads the losses (the only device-to-host copy of them) and writes the scalars."""
-        nonlocal losses, rate, window_start, window_steps, read_at
-        losses = {k: float(v) for k, v in last_losses.items()}
-        if not all(math.isfinite(v) for v in losses.values()):
-            raise OdliteError(f"the loss became {losses['total_loss']} by step {step}; lower the learning rate")
-        rate = window_steps * spec.batch_size / max(time.perf_counter() - window_start, 1e-9)
-        # The schedule's value at this step; under a strategy the optimizer's variables are mirrored.
-        learning_rate = float(optimizer.learning_rate.numpy())
-        for name, value in losses.items():
-            tf.summary.scalar(f"loss/{name}", value, step=step)
-        tf.summary.scalar("learning_rate", learning_rate, step=step)
-        tf.summary.scalar("images_per_second", rate, step=step)
-        shown = {"loss": f"{losses['total_loss']:.3f}", "lr": f"{learning_rate:.4f}", "img_s": f"{rate:.1f}"}
-        bar.set_postfix(shown, refresh=False)
-        window_start, window_steps, read_at = time.perf_counter(), 0, step
-
-    last_losses = None
+    bar = progress_bar(
+        total=schedule.total_steps,
+        initial=step,
+        unit="step",
+        desc="train",
+        disable=not progress or not cluster.is_chief,
+    )
+    summaries = LossSummaries(spec.batch_size, optimizer, bar)
     with bar, _StopOnSignal() as stopper, writer.as_default():
-        while step < total_steps:
-            code = agree(INTERRUPTED if stopper.stop else EARLY_STOP if wants_early_stop else GO_ON)
+        while step < schedule.total_steps:
+            code = agree(INTERRUPTED if stopper.stop else EARLY_STOP if evaluations.patience_ran_out else GO_ON)
             if code != GO_ON:
                 interrupted, stopped_early = code == INTERRUPTED, code == EARLY_STOP
                 break
-            target = _next_stop(step, total_steps, steps_per_loop, summary_every, checkpoint_every, eval_every)
-            ran, ran_losses = train_steps(iterator, tf.constant(target - step))
+            target = schedule.next_stop(step)
+            ran, losses = train_steps(iterator, target - step)
             ran = int(ran)
-            ran_out = step + ran < target
-            step += ran
-            window_steps += ran
+            ran_out, step = step + ran < target, step + ran
             bar.update(ran)
-            last_losses = ran_losses if ran else last_losses
-            if ran and step % summary_every == 0:
-                summarise(last_losses)
-            evaluate_now = eval_every and step % eval_every == 0 and step != evaluated_at
-            if ran and (step % checkpoint_every == 0 or evaluate_now):
-                path, saved_at = save(step), step
+            summaries.ran(ran, losses)
+            if ran and schedule.summarises(step):
+                summaries.write(step)
+            evaluate_now = schedule.evaluates(step) and step != evaluations.evaluated_at
+            if ran and (schedule.saves(step) or evaluate_now):
+                path = saved.save(step)
                 if evaluate_now and cluster.is_chief:
                     started = time.perf_counter()
-                    wants_early_stop, evaluated_at = evaluate_and_keep(path), step
-                    window_start += time.perf_counter() - started  # images/s counts training time only
+                    evaluations.evaluate(path, step, bar)
+                    summaries.pause(time.perf_counter() - started)  # images/s counts training time only
             if on_step is not None:
-                on_step(step, losses)
+                on_step(step, summaries.losses)
             if ran_out:
                 print(f"the training data ran out at step {step}: train_input_reader.num_epochs is {spec.num_epochs}")
                 break
-        if last_losses is not None and read_at != step:
-            summarise(last_losses)
-        path = str(model_dir / f"ckpt-{step}") if saved_at == step else save(step)
-        if keeper and cluster.is_chief and not interrupted and evaluated_at != step and step > start_step:
-            evaluate_and_keep(path)  # the last checkpoint is a candidate too
+        if summaries.has_losses and summaries.written_at != step:
+            summaries.write(step)
+        path = saved.of_step(step)
+        last_unscored = evaluations.keeper and evaluations.evaluated_at != step and step > start_step
+        if last_unscored and cluster.is_chief and not interrupted:
+            evaluations.evaluate(path, step, bar)  # the last checkpoint is a candidate too
+    keeper = evaluations.keeper
     if stopped_early:
         print(f"stopped early at step {step}: {keeper.metric} has not improved in {early_stop_patience} evaluation(s)")
     writer.flush()
     best = (keeper.best_step, keeper.best) if keeper and keeper.best_step is not None else (None, None)
-    return TrainResult(model_dir, step, path, interrupted, rate, losses, stopped_early, *best)
+    return TrainResult(model_dir, step, path, interrupted, summaries.rate, summaries.losses, stopped_early, *best)

@@ -44,7 +44,8 @@ from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
 from pipelines.export.exporter import tflite_post_processing
 from pipelines.models.ssd import build_model, normalize_pixels
-from pipelines.train import detection_losses, dtype_policy, dtype_policy_name, make_optimizer
+from pipelines.models.ssd_training import detection_losses
+from pipelines.train import dtype_policy, dtype_policy_name, make_optimizer
 
 INPUT_BATCHES = 12  # more than one epoch of the 16-image sample at batch 2: num_epochs shows
 AUGMENTED = 4  # training examples the augmentations are applied to, eagerly (three seeds each)

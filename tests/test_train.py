@@ -54,7 +54,7 @@ def test_every_zoo_setting_reaches_the_model(tiny_config):
 def test_classification_and_localization_weights_scale_the_losses(tiny_config, tmp_path):
     from pipelines.data.train_input import train_dataset
     from pipelines.models.ssd import build_model, normalize_pixels
-    from pipelines.train import detection_losses
+    from pipelines.models.ssd_training import detection_losses
 
     spec = load_train_spec(tiny_config)
     images, labels = next(iter(train_dataset(spec, 2, seed=0)))
@@ -69,7 +69,7 @@ def test_classification_and_localization_weights_scale_the_losses(tiny_config, t
 
 
 def test_anchor_labeller_drops_crowd_empty_and_surplus_boxes(tiny_config):
-    from pipelines.data.train_input import anchor_labeller
+    from pipelines.models.ssd_training import anchor_labeller
 
     spec = load_train_spec(tiny_config)
     data = {
@@ -137,8 +137,9 @@ def test_freeze_batchnorm_keeps_every_batch_norm_in_inference_mode(tiny_config, 
 
 
 def test_imagenet_weights_map_onto_the_backbone(tiny_config, tmp_path):
+    from pipelines.models.meta_architecture import keras_mobilenet_v2
     from pipelines.models.ssd import build_model, normalize_pixels
-    from pipelines.models.warm_start import keras_mobilenet_v2, warm_start
+    from pipelines.models.warm_start import warm_start
 
     keras = keras_mobilenet_v2(None, 1.0)
     weights = tmp_path / "mobilenet_v2_no_top.h5"

@@ -59,6 +59,7 @@ from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
 from pipelines.export.report import report_markdown
 from pipelines.models.faster_rcnn import detect as faster_rcnn_detect
+from pipelines.models.meta_architecture import meta_architecture
 from pipelines.models.ssd import ModelSpec, normalize_pixels
 from pipelines.training.best_checkpoint import chosen_checkpoint
 
@@ -279,7 +280,7 @@ def export(
     checkpoint = chosen_checkpoint(model_dir, checkpoint, say=progress)
     read = [("model directory", model_dir), ("checkpoint", checkpoint), ("pipeline config", config_path)]
     refuse_overlap(out, read + config_inputs(spec))
-    if spec.model.kind == "faster_rcnn":
+    if not meta_architecture(spec.model.kind).exports_tflite:
         if variants:
             raise OdliteError(
                 "TFLite export is for the SSD (the phone model); a Faster R-CNN exports its SavedModel: "
@@ -352,7 +353,7 @@ def _export_two_stage(spec: TrainSpec, config_path, checkpoint: str, out: Path, 
         )
         m = spec.model
         report = {
-            "meta_architecture": "faster_rcnn",
+            "meta_architecture": spec.model.kind,
             "checkpoint": checkpoint,
             "step": step,
             "input_size": list(m.input_shape),

@@ -37,9 +37,8 @@ import tf_keras
 
 from pipelines.config.experiment import TrainSpec
 from pipelines.errors import OdliteError
+from pipelines.models.meta_architecture import meta_architecture
 
-KERAS_WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"
-KERAS_RESNET_WEIGHTS = "resnet{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5"
 FEATURE_EXTRACTOR = "model/_feature_extractor/"
 BACKBONE = FEATURE_EXTRACTOR + "classification_backbone/"
 FPN = FEATURE_EXTRACTOR + "_fpn_features_generator/"
@@ -172,16 +171,12 @@ def _open_checkpoint(spec: TrainSpec, checkpoint: str):
     return reader, reader.get_variable_to_shape_map()
 
 
-def _backbone_name(spec: TrainSpec) -> str:
-    return f"ResNet-{spec.model.depth} backbone" if spec.model.kind == "faster_rcnn" else "MobileNetV2 backbone"
-
-
 def _restore_backbone(model, spec: TrainSpec, checkpoint: str, reader, shapes: dict) -> str:
     candidates = []
     for prefix in _backbone_prefixes(shapes):
         wanted = backbone_names(model.backbone, prefix)
         candidates.append((mismatches(shapes, wanted), prefix, wanted))
-    what = _backbone_name(spec)
+    what = meta_architecture(spec.model.kind).backbone_name(spec.model)
     if not candidates:
         _fail(spec, checkpoint, what, ["no Keras model ('layer_with_weights-0') in the checkpoint"])
     lines, prefix, wanted = min(candidates, key=lambda c: len(c[0]))
@@ -211,11 +206,9 @@ def _restore_odapi(model, spec: TrainSpec, checkpoint: str, reader, shapes: dict
 
 
 def _restore_odlite(model, spec: TrainSpec, checkpoint: str) -> str:
-    # Training saves Checkpoint(model=..., optimizer=...). RetinaNetModel (SSD) tracks its parts as
-    # _backbone and _decoder, MaskRCNNModel (Faster R-CNN) as backbone and decoder.
-    kind = spec.fine_tune_checkpoint_type
-    private = "" if spec.model.kind == "faster_rcnn" else "_"
-    parts = {f"{private}backbone": model.backbone, f"{private}decoder": model.decoder} if kind == "detection" else {}
+    # Training saves Checkpoint(model=..., optimizer=...), the model's parts under its own names.
+    detection = spec.fine_tune_checkpoint_type == "detection"
+    parts = meta_architecture(spec.model.kind).detection_parts(model) if detection else {}
     target = tf.train.Checkpoint(**parts) if parts else model
     status = tf.train.Checkpoint(model=target).read(checkpoint)
     try:
@@ -223,22 +216,6 @@ def _restore_odlite(model, spec: TrainSpec, checkpoint: str) -> str:
     except AssertionError as exc:
         raise _checkpoint_error(spec, f"{checkpoint} does not fit this model: {exc}") from None
     return f"initialised {'backbone, FPN' if parts else 'the whole model'} from odlite checkpoint {checkpoint}"
-
-
-def keras_mobilenet_v2(weights: str | None, alpha: float) -> tf_keras.Model:
-    return tf_keras.applications.MobileNetV2(
-        include_top=False, weights=weights, input_shape=(None, None, 3), alpha=alpha
-    )
-
-
-def keras_backbone(spec: TrainSpec, weights: str | None) -> tf_keras.Model:
-    """The Keras Applications model the backbone is built from, with ``weights``."""
-    if spec.model.kind == "faster_rcnn":
-        from pipelines.models.faster_rcnn import RESNETS
-
-        application = getattr(tf_keras.applications, RESNETS[spec.model.depth])
-        return application(include_top=False, weights=weights, input_shape=(None, None, 3))
-    return keras_mobilenet_v2(weights, spec.model.depth_multiplier)
 
 
 def copy_keras_weights(source: tf_keras.Model, backbone: tf_keras.Model) -> int:
@@ -272,27 +249,20 @@ def _checkpoint_prefix(path: str) -> str | None:
 
 
 def _keras_weights(model, spec: TrainSpec, source: str, from_scratch: bool) -> str:
-    two_stage = spec.model.kind == "faster_rcnn"
-    what = f"ResNet{spec.model.depth}" if two_stage else f"MobileNetV2 (alpha {spec.model.depth_multiplier})"
+    architecture = meta_architecture(spec.model.kind)
+    what = architecture.keras_name(spec.model)
     if source == "imagenet":
         try:
-            weights = keras_backbone(spec, "imagenet")
+            weights = architecture.keras_backbone(spec.model, "imagenet")
         except Exception as exc:  # offline: Keras' download fails
             return _missing(spec, f"ImageNet weights could not be downloaded ({exc.__class__.__name__})", from_scratch)
     else:
         try:
-            weights = keras_backbone(spec, source)
+            weights = architecture.keras_backbone(spec.model, source)
         except (OSError, ValueError) as exc:
             raise OdliteError.at(source, f"not Keras {what} no-top weights: {_first_line(exc)}") from None
     count = copy_keras_weights(weights, model.backbone)
     return f"backbone initialised from ImageNet {what.split(' ')[0]} weights ({count} tensors) in {source}"
-
-
-def _expected_keras_file(spec: TrainSpec) -> str:
-    if spec.model.kind == "faster_rcnn":
-        return KERAS_RESNET_WEIGHTS.format(depth=spec.model.depth)
-    alpha = spec.model.depth_multiplier
-    return KERAS_WEIGHTS.format(alpha=f"{alpha:.2f}".rstrip("0").rstrip(".") if alpha != 1 else "1.0")
 
 
 def warm_start(model, spec: TrainSpec, from_scratch: bool) -> str:
@@ -302,7 +272,7 @@ def warm_start(model, spec: TrainSpec, from_scratch: bool) -> str:
         return "training from scratch: fine_tune_checkpoint is empty in the config"
     if kind == "classification" and (source == "imagenet" or source.endswith(".h5")):
         if source != "imagenet" and not Path(source).is_file():
-            expected = _expected_keras_file(spec)
+            expected = meta_architecture(spec.model.kind).keras_weights_file(spec.model)
             return _missing(spec, f"'{source}' not found (expected a Keras file like {expected})", from_scratch)
         return _keras_weights(model, spec, source, from_scratch)
     checkpoint = _checkpoint_prefix(source)
@@ -313,7 +283,8 @@ def warm_start(model, spec: TrainSpec, from_scratch: bool) -> str:
     reader, shapes = _open_checkpoint(spec, checkpoint)
     if kind == "classification":
         return _restore_backbone(model, spec, checkpoint, reader, shapes)
-    if spec.model.kind == "faster_rcnn" and any(key.startswith("model/_") for key in shapes):
+    architecture = meta_architecture(spec.model.kind)
+    if not architecture.fits_odapi_detection_checkpoints and any(key.startswith("model/_") for key in shapes):
         raise _checkpoint_error(
             spec,
             f"{checkpoint} is an OD API detection checkpoint; odlite's Faster R-CNN is Model Garden's beyond the "
