@@ -24,7 +24,7 @@ from pipelines.atomic import refuse_overlap, write_text_atomically
 from pipelines.console import progress_bar
 from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem, Picture, load_picture
 from pipelines.data.resize import resize_to_input
-from pipelines.detectors import model_kind
+from pipelines.detectors import TFLiteDetector, model_kind
 from pipelines.errors import OdliteError, Problem
 from pipelines.reports.draw import draw_on
 from pipelines.training.best_checkpoint import chosen_checkpoint
@@ -78,7 +78,6 @@ def _labels_from_file(path: Path) -> list[str]:
 
 def _tflite_model(path: Path, threads: int) -> Model:
     from pipelines.export.metadata import read_metadata
-    from pipelines.export.tflite_runner import TFLiteDetector
 
     detector = TFLiteDetector(path, threads)
     try:

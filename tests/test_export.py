@@ -14,14 +14,13 @@ from conftest import LEARNING_SIZE, TOOLS_PYTHON
 
 from pipelines.artifacts import label_lines
 from pipelines.config.experiment import load_train_spec
-from pipelines.detectors import checkpoint_detector
+from pipelines.detectors import TFLiteDetector, checkpoint_detector
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
 from pipelines.export.android_check import PIXEL_TOLERANCE, _unmatched, as_mediapipe_reports, check_with_mediapipe
 from pipelines.export.exporter import VARIANTS, export
 from pipelines.export.metadata import read_metadata
 from pipelines.export.package import package
-from pipelines.export.tflite_runner import TFLiteDetector
 
 LABELS = ["normal", "caries"]
 

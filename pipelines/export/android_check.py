@@ -26,8 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines.data.resize import resize_to_input
+from pipelines.detectors import TFLiteDetector
 from pipelines.errors import OdliteError
-from pipelines.export.tflite_runner import TFLiteDetector
 from pipelines.reports.error_analysis import iou
 
 CLIENT = Path(__file__).with_name("mediapipe_client.py")
