@@ -21,10 +21,10 @@ def median_latency_ms(
     photo gives the latency an app sees; random pixels make a trained model find little.
     """
     detector = TFLiteDetector(path, threads)
+    width, height = detector.input_size
     if image is None:
-        image = np.random.default_rng(0).integers(0, 256, (detector.height, detector.width, 3), dtype=np.uint8)
-    image = resize_to_input(image, detector.width, detector.height, like="mediapipe")
-    detector.interpreter.set_tensor(detector._input["index"], image[None].astype(detector.input_type))
+        image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    detector.feed(resize_to_input(image, width, height, like="mediapipe"))
     for _ in range(warmup):
         detector.interpreter.invoke()
     times = []
