@@ -44,8 +44,8 @@ class BatchDetections:
     @classmethod
     def of(cls, boxes, scores, classes, count) -> BatchDetections:
         """From tensors or arrays: the classes and counts as integers, whatever type a graph gave them."""
-        as_int = np.int64
-        return cls(np.asarray(boxes), np.asarray(scores), np.asarray(classes).astype(as_int), np.asarray(count, as_int))
+        classes, count = np.asarray(classes).astype(np.int64), np.asarray(count).astype(np.int64)
+        return cls(np.asarray(boxes), np.asarray(scores), classes, count)
 
 
 class Detector(Protocol):
@@ -102,7 +102,7 @@ class CheckpointDetector:
 
 
 def checkpoint_detector(spec: TrainSpec, checkpoint: str) -> CheckpointDetector:
-    """A network of ``spec`` with ``checkpoint``'s weights, for one checkpoint not in its folder's config."""
+    """``spec``'s network with ``checkpoint``'s weights: for a caller that holds the config already (export)."""
     return CheckpointDetector(spec).load(checkpoint)
 
 
@@ -191,6 +191,7 @@ class TFLiteDetector:
                 )
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """Its input size, whatever the picture's: the model stretches every picture to it."""
         return self.input_size
 
     def labels(self) -> list[str]:
