@@ -19,6 +19,7 @@ from pipelines.errors import OdliteError
 CONFIG_NAME = "pipeline.config"
 LABELS_FILE = "labelmap.txt"
 EXPORT_REPORT = "export.json"
+FIRST_LABEL_ID = 1  # label-map ids count from 1 (0 is the background): labelmap.txt's first line names id 1
 
 
 def checkpoint_step(checkpoint: str) -> int:
@@ -74,8 +75,13 @@ def export_report_folder(model: Path) -> Path:
 
 
 def label_lines(labels: dict[int, str]) -> list[str]:
-    """labelmap.txt: line i names class index i, which is label-map id i + 1 ("???" for unused ids)."""
-    return [labels.get(i, "???") for i in range(1, max(labels) + 1)]
+    """labelmap.txt: line i names class index i, which is label-map id i + FIRST_LABEL_ID ("???" for unused ids)."""
+    return [labels.get(i, "???") for i in range(FIRST_LABEL_ID, max(labels) + 1)]
+
+
+def labels_by_id(lines: list[str]) -> dict[int, str]:
+    """labelmap.txt's lines by label-map id: what ``label_lines`` wrote."""
+    return dict(enumerate(lines, start=FIRST_LABEL_ID))
 
 
 def export_step(folder: Path) -> int | None:

@@ -70,33 +70,31 @@ class Source:
 def find_source(path: Path, config: Path | None = None, checkpoint: str | None = None, say=print) -> Source:
     """A checkpoint folder (its ``checkpoint``, else best/, else the latest), a checkpoint prefix, a
     .tflite, or an export folder: its int8 model, else fp16, else fp32, else (Faster R-CNN) its SavedModel."""
-    from pipelines.export.exporter import VARIANTS
+    from pipelines.detectors import find_model
     from pipelines.training.best_checkpoint import chosen_checkpoint
 
-    path = Path(path)
-    if path.is_dir() and not (path / "checkpoint").exists() and (path / EXPORT_REPORT).exists():
-        models = [path / VARIANTS[v] for v in PREFERRED_VARIANTS if (path / VARIANTS[v]).exists()]
-        if models:
-            path = models[0]
-        elif (path / "saved_model" / "saved_model.pb").exists():
-            config = resolve_config(config, path)
-            name = f"{path.name}/saved_model"
-            saved_model = path / "saved_model"
-            return Source(name, "saved_model", saved_model, config, export_report_folder(saved_model))
-        else:
-            raise OdliteError.at(path, "this export holds neither a .tflite nor a saved_model/")
-    if path.suffix == ".tflite" and path.is_file():
-        config = resolve_config(config, path.parent)
-        return Source(f"{path.parent.name}/{path.name}", "tflite", path, config, export_report_folder(path))
-    if Path(f"{path}.index").exists():  # a checkpoint prefix: DIR/ckpt-400
-        path, checkpoint = path.parent, str(path)
-    if path.is_dir() and ((path / "checkpoint").exists() or (path / "best" / "checkpoint").exists()):
-        chosen = chosen_checkpoint(path, checkpoint, say)
+    found = find_model(_shipped_first(Path(path)))
+    if found.kind == "checkpoint":
+        chosen = chosen_checkpoint(found.path, found.checkpoint or checkpoint, say)
         step = checkpoint_step(chosen)
-        config = resolve_config(config, path)
-        report = checkpoint_report_folder(path, step)
-        return Source(f"{path.name} step {step}", "checkpoint", path, config, report, chosen)
-    raise OdliteError.at(path, "not a model: expected a checkpoint folder, a .tflite or an export folder")
+        report = checkpoint_report_folder(found.path, step)
+        config = resolve_config(config, found.path)
+        return Source(f"{found.path.name} step {step}", found.kind, found.path, config, report, chosen)
+    name = f"{found.path.parent.name}/{found.path.name}"
+    config = resolve_config(config, found.path.parent)
+    return Source(name, found.kind, found.path, config, export_report_folder(found.path))
+
+
+def _shipped_first(path: Path) -> Path:
+    """An export folder's model that the app ships first (``PREFERRED_VARIANTS``); any other path as it is."""
+    from pipelines.export.exporter import VARIANTS
+
+    if not path.is_dir() or (path / "checkpoint").exists() or not (path / EXPORT_REPORT).exists():
+        return path
+    models = [path / VARIANTS[v] for v in PREFERRED_VARIANTS if (path / VARIANTS[v]).exists()]
+    if not models and not (path / "saved_model" / "saved_model.pb").exists():
+        raise OdliteError.at(path, "this export holds neither a .tflite nor a saved_model/")
+    return models[0] if models else path
 
 
 @dataclass

@@ -19,15 +19,14 @@ from natsort import natsorted
 from PIL import Image
 
 from pipelines import defaults
-from pipelines.artifacts import CONFIG_NAME, LABELS_FILE, checkpoint_step, label_lines, resolve_config
+from pipelines.artifacts import checkpoint_step, labels_by_id
 from pipelines.atomic import refuse_overlap, write_text_atomically
 from pipelines.console import progress_bar
 from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem, Picture, load_picture
 from pipelines.data.resize import resize_to_input
-from pipelines.detectors import model_kind
+from pipelines.detectors import Detector, load_detector
 from pipelines.errors import OdliteError, Problem
 from pipelines.reports.draw import draw_on
-from pipelines.training.best_checkpoint import chosen_checkpoint
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
@@ -43,12 +42,13 @@ class Found:
 
 
 class Model:
-    """A loaded detector: ``__call__`` maps an RGB image to every detection, strongest first."""
+    """A detector and its labels: ``__call__`` maps an RGB image to every detection, strongest first."""
 
-    def __init__(self, path: Path, labels: list[str], run, kind: str, checkpoint: str | None = None, needs=None):
-        self.path, self.labels, self._run, self.kind = path, labels, run, kind
-        self.checkpoint = checkpoint  # the one a checkpoint folder was read from
-        self.needs = needs  # (width, height) -> the size the model resizes a picture to (None: unknown)
+    def __init__(self, detector: Detector, labels: list[str]):
+        self.detector, self.labels = detector, labels
+        self.path, self.kind, self.checkpoint = detector.path, detector.kind, detector.checkpoint
+        self.needs = detector.resized_size  # (width, height) -> the size the model resizes a picture to
+        self._names = labels_by_id(labels)
 
     def read(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
         """An image file's bytes decoded no larger than this model needs; raises ImageProblem, ImageTooLarge
@@ -60,92 +60,26 @@ class Model:
         when it was decoded smaller), or of the array given."""
         if not isinstance(image, Picture):
             image = Picture(image, image.shape[1], image.shape[0])
-        boxes, scores, ids, count = self._run(image.rgb)
+        frame = image.rgb
+        if self.detector.input_size:
+            frame = resize_to_input(frame, *self.detector.input_size, like=self.detector.resize_like)
+        detections = self.detector(frame[None])
         h, w = image.height, image.width
         found = []
-        for j in range(int(count)):
-            ymin, xmin, ymax, xmax = np.clip(boxes[j], 0.0, 1.0)
-            index = int(ids[j]) - 1  # label-map id i is line i - 1 of the label list
-            label = self.labels[index] if 0 <= index < len(self.labels) else f"id {int(ids[j])}"
+        for j in range(int(detections.count[0])):
+            ymin, xmin, ymax, xmax = np.clip(detections.boxes[0, j], 0.0, 1.0)
+            class_id = int(detections.classes[0, j])
+            label = self._names.get(class_id, f"id {class_id}")
             coords = (float(xmin * w), float(ymin * h), float(xmax * w), float(ymax * h))
-            found.append(Found(label, float(scores[j]), *(round(c, 1) for c in coords)))
+            found.append(Found(label, float(detections.scores[0, j]), *(round(c, 1) for c in coords)))
         return sorted(found, key=lambda f: -f.score)
 
 
-def _labels_from_file(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
-def _tflite_model(path: Path, threads: int) -> Model:
-    from pipelines.export.metadata import read_metadata
-    from pipelines.export.tflite_runner import TFLiteDetector
-
-    detector = TFLiteDetector(path, threads)
-    try:
-        _, files = read_metadata(path)
-        labels = files[LABELS_FILE].decode().split()
-    except (OdliteError, KeyError):
-        if not (path.parent / LABELS_FILE).exists():
-            raise OdliteError.at(path, "no labels: neither embedded metadata nor labelmap.txt beside it") from None
-        labels = _labels_from_file(path.parent / LABELS_FILE)
-
-    def run(rgb):
-        frame = resize_to_input(rgb, detector.width, detector.height, like="mediapipe")
-        boxes, classes, scores, count = detector.detect_one(frame)
-        return boxes, scores, classes + 1, count
-
-    return Model(path, labels, run, "tflite", needs=lambda width, height: (detector.width, detector.height))
-
-
-def _saved_model(path: Path) -> Model:
-    import tensorflow as tf
-
-    from pipelines.config.experiment import load_train_spec
-
-    labels_file = path.parent / LABELS_FILE
-    if not labels_file.exists():
-        raise OdliteError.at(path, "no labelmap.txt beside this SavedModel (use an odlite export folder)")
-    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-
-    def run(rgb):
-        out = serve(images=tf.constant(rgb[None]))
-        keys = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
-        return (out[key].numpy()[0] for key in keys)
-
-    config = path.parent / CONFIG_NAME
-    needs = load_train_spec(config).model.resized_size if config.exists() else None
-    return Model(path, _labels_from_file(labels_file), run, "saved_model", needs=needs)
-
-
-def _checkpoint_model(path: Path, checkpoint: str | None, say) -> Model:
-
-    from pipelines.config.experiment import load_train_spec
-    from pipelines.config.label_map import read_label_map
-    from pipelines.detectors import checkpoint_detector, pipeline_input_size
-
-    spec = load_train_spec(resolve_config(None, path))
-    checkpoint = chosen_checkpoint(path, checkpoint, say)
-    detect = checkpoint_detector(spec, checkpoint)
-    size = pipeline_input_size(spec)
-
-    def run(rgb):
-        batch = resize_to_input(rgb[None], size) if size else rgb[None]
-        return (t.numpy()[0] for t in detect(batch))
-
-    labels = label_lines(read_label_map(spec.label_map_path))
-    return Model(path, labels, run, "checkpoint", checkpoint, spec.model.resized_size)
-
-
 def load_model(path: str | Path, checkpoint: str | None = None, say=print, threads: int = 2) -> Model:
-    """A .tflite, a SavedModel folder (or an export folder holding one), or a checkpoint folder: its
-    ``checkpoint`` when given, else its best (``best/``), else its latest. ``threads``: a .tflite's
-    interpreter threads."""
-    kind, found = model_kind(Path(path))
-    if kind == "tflite":
-        return _tflite_model(found, threads)
-    if kind == "saved_model":
-        return _saved_model(found)
-    return _checkpoint_model(found, checkpoint, say)
+    """Any model file and its labels (see ``detectors.load_detector``). ``threads``: a .tflite's interpreter
+    threads."""
+    detector = load_detector(path, checkpoint, threads, say)
+    return Model(detector, detector.labels())
 
 
 def find_images(inputs: list[str]) -> list[Path]:

@@ -1,22 +1,70 @@
-"""Detectors from model files: what kind of file a model is, and the detection function of each.
+"""Detectors: any model file, loaded through one function, answering in one form.
 
-A detection function maps a batch of uint8 images to (normalised [ymin, xmin, ymax, xmax], scores,
-classes, count), the form ``evaluate.score`` scores and ``detect`` draws: a checkpoint (``CheckpointDetector``),
-an exported SavedModel (``saved_model_detector``) or .tflite (``export.tflite_runner.TFLiteDetector``).
-Evaluation, export, detect and training's evaluations load models from here, so none of them needs
-another stage's module to read a model file.
+``load_detector`` takes a checkpoint folder (its best checkpoint, else its latest), a checkpoint prefix
+(``DIR/ckpt-N``), a SavedModel folder or the export folder holding one, or a .tflite, and gives a
+``Detector``: ``detector(images)`` maps a batch of uint8 images to ``BatchDetections``. Whether a path is a
+model, and of which kind, is decided here alone (``find_model``), and so is every kind's answer, label-map
+ids included; so detect, serve, browse, evaluation, export and training's evaluations treat the three
+kinds alike, and none of them needs another stage's module to read a model file.
 """
 
 from __future__ import annotations
 
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+import numpy as np
 import tensorflow as tf
 
-from pipelines.config.experiment import TrainSpec, build_network, read_weights
+from pipelines.artifacts import CONFIG_NAME, FIRST_LABEL_ID, LABELS_FILE, label_lines, resolve_config
+from pipelines.config.experiment import TrainSpec, build_network, load_train_spec, read_weights
+from pipelines.config.label_map import read_label_map
 from pipelines.errors import OdliteError
 from pipelines.models.faster_rcnn import detect as faster_rcnn_detect
 from pipelines.models.ssd import normalize_pixels
+from pipelines.training.best_checkpoint import BEST_DIR, chosen_checkpoint
+
+NOT_A_MODEL = "not a model: expected a checkpoint folder, a .tflite or an export folder (or its saved_model/)"
+
+
+@dataclass(frozen=True)
+class BatchDetections:
+    """A batch's detections, alike from every kind of model. For N images and up to K detections each:
+    ``boxes`` [N, K, 4] normalised (ymin, xmin, ymax, xmax), ``scores`` [N, K], ``classes`` [N, K] as
+    label-map ids, ``count`` [N]: the first ``count[i]`` of image i are detections, the rest padding."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    count: np.ndarray
+
+    @classmethod
+    def of(cls, boxes, scores, classes, count) -> BatchDetections:
+        """From tensors or arrays: the classes and counts as integers, whatever type a graph gave them."""
+        classes, count = np.asarray(classes).astype(np.int64), np.asarray(count).astype(np.int64)
+        return cls(np.asarray(boxes), np.asarray(scores), classes, count)
+
+
+class Detector(Protocol):
+    """What ``load_detector`` gives, for whichever kind of model file."""
+
+    kind: str  # "checkpoint", "saved_model" or "tflite"
+    path: Path | None  # the checkpoint folder, the SavedModel folder or the .tflite
+    checkpoint: str | None  # the checkpoint a checkpoint folder was read from
+    input_size: tuple[int, int] | None  # (width, height) every image must have; None: any (resized inside)
+    resize_like: str  # how a picture is brought to input_size: as this model's users do (``resize_to_input``)
+    batch_size: int  # the images evaluation feeds it at once
+    shareable: bool  # whether threads may run one instance at once (a LiteRT interpreter may not)
+    resized_size: Callable[[int, int], tuple[int, int]] | None  # a picture's size -> what the model sees
+
+    def __call__(self, images) -> BatchDetections: ...
+
+    def labels(self) -> list[str]:
+        """labelmap.txt's lines: line i names label-map id i + FIRST_LABEL_ID."""
+        ...
 
 
 def pipeline_input_size(spec: TrainSpec) -> int | None:
@@ -29,23 +77,36 @@ class CheckpointDetector:
     """One network, built and traced once, given each checkpoint's weights in turn: training evaluates
     every N-th checkpoint without paying for a new network and a new trace each time."""
 
-    def __init__(self, spec: TrainSpec):
+    kind, resize_like, batch_size, shareable = "checkpoint", "tensorflow", 8, True
+
+    def __init__(self, spec: TrainSpec, path: Path | None = None):
+        self.spec, self.path, self.checkpoint = spec, path, None
         self.model = build_network(spec.model)
-        self.detect = _detector(spec, self.model)
+        self._detect = _traced_detection(spec, self.model)
+        size = pipeline_input_size(spec)
+        self.input_size = (size, size) if size else None
+        self.resized_size = spec.model.resized_size
 
-    def load(self, checkpoint: str):
-        """uint8 [N, S, S, 3] (S: ``pipeline_input_size``; any size for Faster R-CNN) -> (normalised
-        [ymin, xmin, ymax, xmax], scores, classes, count), with ``checkpoint``'s weights."""
+    def load(self, checkpoint: str) -> CheckpointDetector:
+        """This network, now with ``checkpoint``'s weights."""
         read_weights(self.model, checkpoint)
-        return self.detect
+        self.checkpoint = checkpoint
+        return self
+
+    def labels(self) -> list[str]:
+        return label_lines(read_label_map(self.spec.label_map_path))
+
+    def __call__(self, images) -> BatchDetections:
+        """uint8 [N, S, S, 3] (S: ``pipeline_input_size``; any size for Faster R-CNN)."""
+        return BatchDetections.of(*self._detect(images))
 
 
-def checkpoint_detector(spec: TrainSpec, checkpoint: str):
-    """The detection function of one checkpoint (see ``CheckpointDetector.load``)."""
+def checkpoint_detector(spec: TrainSpec, checkpoint: str) -> CheckpointDetector:
+    """``spec``'s network with ``checkpoint``'s weights: for a caller that holds the config already (export)."""
     return CheckpointDetector(spec).load(checkpoint)
 
 
-def _detector(spec: TrainSpec, model):
+def _traced_detection(spec: TrainSpec, model):
     if spec.model.kind == "faster_rcnn":
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)], autograph=False)
@@ -64,48 +125,157 @@ def _detector(spec: TrainSpec, model):
     return detect
 
 
-def saved_model_detector(path: Path):
-    """A SavedModel's serving signature as ``evaluate.score`` calls a detector: one uint8 image batch in."""
-    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-
-    def detect(images):
-        out = serve(images=tf.cast(images, tf.uint8))
-        return out["detection_boxes"], out["detection_scores"], out["detection_classes"], out["num_detections"]
-
-    return detect
+def _label_file_lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def export_detector(model: Path, spec: TrainSpec):
-    """The detection function of an exported model, and the batch size it takes."""
-    if model.suffix != ".tflite":
-        return saved_model_detector(model), 8 if pipeline_input_size(spec) else 1
-    from pipelines.export.tflite_runner import TFLiteDetector  # LiteRT only when a .tflite is read
+class SavedModelDetector:
+    """An exported SavedModel's serving signature: uint8 images of any size in (it resizes them itself)."""
 
-    if spec.model.kind != "ssd":
-        raise OdliteError.at(model, "TFLite models are exported for SSD only; this config is Faster R-CNN")
-    detector = TFLiteDetector(model)
-    if (detector.height, detector.width) != (spec.model.input_size,) * 2:
-        raise OdliteError.at(
-            model, f"input is {detector.width}x{detector.height}, the config says {spec.model.input_size}"
-        )
-    return detector, 1
+    kind, resize_like, batch_size, shareable = "saved_model", "tensorflow", 8, True
+    checkpoint, input_size = None, None
+
+    def __init__(self, path: Path, spec: TrainSpec | None = None):
+        """``spec``: the config it was exported with, which says how it resizes a picture (None: unknown)."""
+        self.path = path
+        self._serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+        self.resized_size = spec.model.resized_size if spec else None
+
+    def labels(self) -> list[str]:
+        labels_file = self.path.parent / LABELS_FILE
+        if not labels_file.exists():
+            raise OdliteError.at(self.path, "no labelmap.txt beside this SavedModel (use an odlite export folder)")
+        return _label_file_lines(labels_file)
+
+    def __call__(self, images) -> BatchDetections:
+        out = self._serve(images=tf.cast(images, tf.uint8))
+        keys = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+        return BatchDetections.of(*(out[key] for key in keys))
 
 
-def saved_model_folder(path: Path) -> Path | None:
-    """``path`` itself when it is a SavedModel, its ``saved_model/`` when it is an export folder."""
+class TFLiteDetector:
+    """An exported .tflite in LiteRT, the interpreter Android ships. One interpreter; not thread-safe (LiteRT
+    interpreters are not), so give each thread its own.
+
+    Every odlite .tflite has one image input (float32 0-255, or uint8 for the int8 variant) and the four
+    outputs of ``TFLite_Detection_PostProcess`` in the contract's order: boxes [1, N, 4] (normalised ymin,
+    xmin, ymax, xmax), classes [1, N] (index into labelmap.txt), scores [1, N], count [1].
+    """
+
+    kind, resize_like, batch_size, shareable = "tflite", "mediapipe", 1, False  # resized as the app's MediaPipe
+    checkpoint = None
+
+    def __init__(self, path: str | Path, threads: int = 2):
+        from ai_edge_litert.interpreter import Interpreter  # LiteRT only when a .tflite is read
+
+        self.path = Path(path)
+        try:
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise OdliteError.at(self.path, f"not a loadable TFLite model: {error}") from None
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 4 or len(inputs[0]["shape"]) != 4:
+            raise OdliteError.at(self.path, "not an odlite detector: expected 1 image input and 4 outputs")
+        self._input = inputs[0]
+        self._outputs = [o["index"] for o in outputs]
+        _, height, width, _ = (int(v) for v in self._input["shape"])
+        self.input_size = (width, height)
+        self.input_type = np.dtype(self._input["dtype"])
+        if self.input_type == np.uint8:
+            scale, zero_point = self._input["quantization"]
+            if (scale, zero_point) != (1.0, 0):
+                raise OdliteError.at(
+                    self.path, f"uint8 input must take raw pixels, got scale {scale} zero {zero_point}"
+                )
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """Its input size, whatever the picture's: the model stretches every picture to it."""
+        return self.input_size
+
+    def labels(self) -> list[str]:
+        """The labelmap.txt embedded in its metadata (packed as a zip, which is how the metadata carries
+        files), else the one beside it."""
+        try:
+            with zipfile.ZipFile(self.path) as packed:
+                return packed.read(LABELS_FILE).decode().split()
+        except (zipfile.BadZipFile, KeyError):
+            beside = self.path.parent / LABELS_FILE
+            if not beside.exists():
+                reason = "no labels: neither embedded metadata nor labelmap.txt beside it"
+                raise OdliteError.at(self.path, reason) from None
+            return _label_file_lines(beside)
+
+    def feed(self, image: np.ndarray) -> None:
+        """Make ``image`` (uint8 [H, W, 3] at the input size) the interpreter's input."""
+        self.interpreter.set_tensor(self._input["index"], image[None].astype(self.input_type, copy=False))
+
+    def __call__(self, images) -> BatchDetections:
+        answers = []
+        for image in np.asarray(images):
+            self.feed(image)
+            self.interpreter.invoke()
+            answers.append([self.interpreter.get_tensor(i)[0] for i in self._outputs])
+        boxes, classes, scores, count = (np.stack(outputs) for outputs in zip(*answers))
+        # The model's class i is line i of labelmap.txt; here alone does it become a label-map id.
+        return BatchDetections.of(boxes, scores, classes + FIRST_LABEL_ID, count)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model on disk and its kind, before anything is read: enough to refuse one (serve takes no
+    checkpoint) or to date it (browse's cached detections)."""
+
+    kind: str  # "checkpoint", "saved_model" or "tflite"
+    path: Path  # the checkpoint folder, the SavedModel folder or the .tflite
+    checkpoint: str | None = None  # the checkpoint the path named (DIR/ckpt-N)
+
+    def load(self, checkpoint: str | None = None, threads: int = 2, say=print) -> Detector:
+        """``checkpoint``: a checkpoint folder's, when the path named none; else its best, else its latest.
+        ``threads``: a .tflite's interpreter threads."""
+        if self.kind == "tflite":
+            return TFLiteDetector(self.path, threads)
+        if self.kind == "saved_model":
+            config = self.path.parent / CONFIG_NAME  # an export folder's: how its model resizes a picture
+            return SavedModelDetector(self.path, load_train_spec(config) if config.exists() else None)
+        spec = load_train_spec(resolve_config(None, self.path))
+        chosen = chosen_checkpoint(self.path, self.checkpoint or checkpoint, say)
+        return CheckpointDetector(spec, self.path).load(chosen)
+
+
+def find_model(path: str | Path) -> ModelFile:
+    """What ``path`` is: a .tflite; a SavedModel, also inside an export folder; a folder with checkpoints
+    (or only ``best/``); or a checkpoint prefix. ``OdliteError`` naming the path for anything else."""
+    path = Path(path)
+    if path.suffix == ".tflite" and path.is_file():
+        return ModelFile("tflite", path)
     for folder in (path, path / "saved_model"):
         if (folder / "saved_model.pb").exists():
-            return folder
-    return None
+            return ModelFile("saved_model", folder)
+    if (path / "checkpoint").exists() or (path / BEST_DIR / "checkpoint").exists():
+        return ModelFile("checkpoint", path)
+    if Path(f"{path}.index").exists():
+        return ModelFile("checkpoint", path.parent, str(path))
+    raise OdliteError.at(path, NOT_A_MODEL if path.exists() else "no such file or folder")
 
 
-def model_kind(path: Path) -> tuple[str, Path]:
-    """What ``path`` is: ("tflite", the file), ("saved_model", the SavedModel folder, also inside an
-    export folder) or ("checkpoint", a folder with checkpoints); ``OdliteError`` for anything else."""
-    if path.suffix == ".tflite" and path.is_file():
-        return "tflite", path
-    if folder := saved_model_folder(path):
-        return "saved_model", folder
-    if (path / "checkpoint").exists():
-        return "checkpoint", path
-    raise OdliteError.at(path, "not a model: expected a .tflite, a SavedModel or a folder with checkpoints")
+def load_detector(path: str | Path, checkpoint: str | None = None, threads: int = 2, say=print) -> Detector:
+    """The detector of any model file (see ``find_model`` and ``ModelFile.load``)."""
+    return find_model(path).load(checkpoint, threads, say)
+
+
+def export_detector(model: Path, spec: TrainSpec) -> Detector:
+    """An exported model, checked against the config it is evaluated with."""
+    found = find_model(model)
+    if found.kind == "checkpoint":
+        raise OdliteError.at(model, "a checkpoint, not an exported model: evaluate it with --model-dir")
+    detector = found.load()
+    if detector.kind != "tflite":
+        return detector
+    if spec.model.kind != "ssd":
+        raise OdliteError.at(model, "TFLite models are exported for SSD only; this config is Faster R-CNN")
+    if detector.input_size != (spec.model.input_size,) * 2:
+        width, height = detector.input_size
+        raise OdliteError.at(model, f"input is {width}x{height}, the config says {spec.model.input_size}")
+    return detector

@@ -40,7 +40,7 @@ from pipelines.console import progress_bar
 from pipelines.data.images import DEFAULT_MAX_PIXELS
 from pipelines.data.resize import resize_to_input
 from pipelines.data.tfrecord import decode_for_input, feature_spec
-from pipelines.detectors import CheckpointDetector, export_detector, pipeline_input_size
+from pipelines.detectors import BatchDetections, CheckpointDetector, export_detector, pipeline_input_size
 from pipelines.reports.error_analysis import iou
 
 COCO_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100"]
@@ -86,14 +86,15 @@ def run_detector(detect, paths, input_size: int, batch_size: int = 8, limit: int
     bar = progress_bar(total=total, unit="img", desc="eval", disable=not progress)
     with bar:
         for images, gt in eval_dataset(paths, input_size, batch_size, limit):
-            boxes, scores, classes, counts = (np.asarray(t) for t in detect(images))
+            found = detect(images)
             for i in range(images.shape[0]):
-                _collect(result, {k: v[i].numpy() for k, v in gt.items()}, boxes[i], scores[i], classes[i], counts[i])
+                _collect(result, {k: v[i].numpy() for k, v in gt.items()}, found, i)
                 bar.update(1)
     return result
 
 
-def _collect(result: Detections, gt: dict, boxes, scores, classes, count) -> None:
+def _collect(result: Detections, gt: dict, found: BatchDetections, i: int) -> None:
+    """Image ``i`` of the batch: its ground truth ``gt`` and the detector's ``found`` on it."""
     image_id = len(result.images) + 1
     h, w = int(gt["image/height"]), int(gt["image/width"])
     result.images.append(
@@ -113,14 +114,14 @@ def _collect(result: Detections, gt: dict, boxes, scores, classes, count) -> Non
         box += [gt["image/object/bbox/xmax"][j] * w, gt["image/object/bbox/ymax"][j] * h]
         label = int(gt["image/object/class/label"][j])
         result.truth.append({"image_id": image_id, "box": box, "label": label, "is_crowd": int(crowd[j])})
-    for j in range(int(count)):
-        ymin, xmin, ymax, xmax = np.clip(boxes[j], 0.0, 1.0)
+    for j in range(int(found.count[i])):
+        ymin, xmin, ymax, xmax = np.clip(found.boxes[i, j], 0.0, 1.0)
         result.found.append(
             {
                 "image_id": image_id,
                 "box": [float(xmin * w), float(ymin * h), float(xmax * w), float(ymax * h)],
-                "label": int(classes[j]),
-                "score": float(scores[j]),
+                "label": int(found.classes[i, j]),
+                "score": float(found.scores[i, j]),
             }
         )
 
@@ -298,10 +299,10 @@ def evaluate_export(
     spec = load_train_spec(config_path)
     if out:
         refuse_overlap(out, [("model", model), ("pipeline config", config_path), *config_inputs(spec)])
-    detect, batch_size = export_detector(model, spec)
+    detector = export_detector(model, spec)
     out = Path(out) if out else export_report_folder(model)
     about = {"model": str(model), "step": export_step(model.parent)}
-    return score(detect, spec, out, about, min_score, samples, batch_size, progress, max_pixels)
+    return score(detector, spec, out, about, min_score, samples, detector.batch_size, progress, max_pixels)
 
 
 def evaluate_continuously(config_path, model_dir, timeout: float = defaults.WATCH_TIMEOUT_S, **kwargs):

@@ -41,7 +41,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from pipelines import defaults
 from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem, ImageTooLarge, Picture, open_image
 from pipelines.detect import Model, load_model
-from pipelines.detectors import saved_model_folder
+from pipelines.detectors import find_model
 from pipelines.errors import OdliteError
 from pipelines.origins import OriginGate
 
@@ -58,17 +58,17 @@ class ModelPool:
     """``size`` copies of the model, each with its own interpreter; ``borrow`` blocks until one is free."""
 
     def __init__(self, path: Path, size: int, threads: int = defaults.INTERPRETER_THREADS):
-        saved_model = saved_model_folder(path) is not None
-        if path.suffix != ".tflite" and not saved_model:
+        found = find_model(path)
+        if found.kind == "checkpoint":
             raise OdliteError.at(path, "serve takes an exported .tflite or SavedModel (a folder from odlite export)")
-        self.models: queue.Queue[Model] = queue.Queue()
-        shared = load_model(path, threads=threads) if saved_model else None
-        if shared is not None:
-            shared(np.zeros((64, 64, 3), np.uint8))  # the graph's first run optimises it: seconds, not per request
-        for _ in range(max(1, size)):
-            self.models.put(shared or load_model(path, threads=threads))
+        first = load_model(found.path, threads=threads)
+        if first.detector.shareable:
+            first(np.zeros((64, 64, 3), np.uint8))  # the graph's first run optimises it: seconds, not per request
         self.size = max(1, size)
-        first = self.models.queue[0]
+        self.models: queue.Queue[Model] = queue.Queue()
+        self.models.put(first)
+        for _ in range(self.size - 1):
+            self.models.put(first if first.detector.shareable else load_model(found.path, threads=threads))
         self.path, self.labels = first.path, first.labels
         self.read = first.read  # decoding needs no model of the pool: it runs before borrowing one
 

@@ -1,4 +1,4 @@
-"""Inputs the tests make for themselves: a decompression bomb of a PNG and a stub detector."""
+"""Inputs the tests make for themselves: a decompression bomb of a PNG and stub detectors."""
 
 from __future__ import annotations
 
@@ -38,3 +38,51 @@ def write_stub_tflite(folder: Path) -> None:
     folder.mkdir()
     (folder / "model.tflite").write_bytes(converter.convert())
     (folder / "labelmap.txt").write_text("normal\ncaries\n")
+
+
+def write_stub_export(folder: Path) -> None:
+    """``folder`` as an export folder holding only ``saved_model/``, whose serving signature answers as the
+    stub .tflite does (one 'caries' box, label-map id 2, scored by brightness), and labelmap.txt."""
+    import tensorflow as tf
+
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve(images):
+        n = tf.shape(images)[0]
+        score = tf.reduce_mean(tf.cast(images, tf.float32), axis=[1, 2, 3])[:, None] / 255.0
+        return {
+            "detection_boxes": tf.tile(tf.constant([[[0.25, 0.25, 0.75, 0.75]]]), [n, 1, 1]),
+            "detection_classes": tf.fill([n, 1], 2),
+            "detection_scores": score,
+            "num_detections": tf.fill([n], 1),
+        }
+
+    module.serve = serve
+    folder.mkdir()
+    tf.saved_model.save(module, str(folder / "saved_model"), signatures={"serving_default": serve})
+    (folder / "labelmap.txt").write_text("normal\ncaries\n")
+    (folder / "export.json").write_text("{}\n")
+
+
+class FindsNothing:
+    """A detector (``detectors.Detector``) that finds nothing in any picture: for the tests of what detect does
+    around a model."""
+
+    kind, checkpoint, input_size, resize_like, batch_size, shareable, resized_size = (
+        "tflite", None, None, "mediapipe", 1, False, None
+    )  # fmt: skip
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, images):
+        import numpy as np
+
+        from pipelines.detectors import BatchDetections
+
+        n = len(images)
+        return BatchDetections(np.zeros((n, 0, 4)), np.zeros((n, 0)), np.zeros((n, 0), np.int64), np.zeros(n, np.int64))
+
+    def labels(self) -> list[str]:
+        return ["normal", "caries"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ITEMS, LABEL_MAP, copy_model, jpeg_bytes, records, write_coco, write_images, write_seed
-from made import png16
+from made import FindsNothing, png16
 
 from pipelines.cli import main
 
@@ -237,15 +237,13 @@ def test_images_found_elsewhere_are_inputs_too(tmp_path, capsys):
 
 
 def test_detect_refuses_to_draw_over_its_images(tmp_path, capsys, monkeypatch):
-    import numpy as np
-
     import pipelines.detect as detect_module
 
     photos = tmp_path / "in" / "photos"
     write_images(photos)
     before = _tree(photos)
     model = tmp_path / "m.tflite"
-    finds_nothing = detect_module.Model(model, ["caries"], lambda rgb: (np.zeros((0, 4)), [], [], 0), "tflite")
+    finds_nothing = detect_module.Model(FindsNothing(model), ["caries"])
     monkeypatch.setattr(detect_module, "load_model", lambda path, checkpoint=None: finds_nothing)
     assert main(["detect", "--model", str(model), str(photos), "--out", str(photos)]) == 1
     assert f"{photos}: is the images folder ({photos})" in capsys.readouterr().err

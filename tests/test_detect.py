@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import CONFIDENT, assert_same_detections, jpeg_bytes
+from made import FindsNothing
 from PIL import Image
 
 from pipelines.data.resize import resize_to_input
@@ -171,7 +172,7 @@ def test_pictures_of_images_with_the_same_name_never_overwrite_each_other(tmp_pa
     for name, width in widths.items():
         (tmp_path / name).parent.mkdir()
         (tmp_path / name).write_bytes(jpeg_bytes(width, 30, fmt="PNG" if name.endswith(".png") else "JPEG"))
-    nothing = Model(tmp_path / "m.tflite", ["normal", "caries"], lambda rgb: (np.zeros((0, 4)), [], [], 0), "tflite")
+    nothing = Model(FindsNothing(tmp_path / "m.tflite"), ["normal", "caries"])
     monkeypatch.setattr(detect_module, "load_model", lambda path, checkpoint=None: nothing)
     inputs = [str(tmp_path / name) for name in widths]
     detect(tmp_path / "m.tflite", inputs, tmp_path / "out", progress=False)

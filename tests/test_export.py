@@ -14,14 +14,13 @@ from conftest import LEARNING_SIZE, TOOLS_PYTHON
 
 from pipelines.artifacts import label_lines
 from pipelines.config.experiment import load_train_spec
-from pipelines.detectors import checkpoint_detector
+from pipelines.detectors import TFLiteDetector, checkpoint_detector
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
 from pipelines.export.android_check import PIXEL_TOLERANCE, _unmatched, as_mediapipe_reports, check_with_mediapipe
 from pipelines.export.exporter import VARIANTS, export
 from pipelines.export.metadata import read_metadata
 from pipelines.export.package import package
-from pipelines.export.tflite_runner import TFLiteDetector
 
 LABELS = ["normal", "caries"]
 
@@ -38,11 +37,11 @@ def test_saved_model_matches_the_checkpoint(exported_model, trained_model):
     images, _ = next(iter(eval_dataset(records, spec.model.input_size, 4)))
     out = serve(images=images)
     assert set(out) == {"detection_boxes", "detection_classes", "detection_scores", "num_detections"}
-    boxes, scores, classes, counts = checkpoint_detector(spec, tf.train.latest_checkpoint(str(trained_model)))(images)
-    np.testing.assert_allclose(out["detection_boxes"].numpy(), boxes.numpy(), atol=1e-4)
-    np.testing.assert_allclose(out["detection_scores"].numpy(), scores.numpy(), atol=1e-4)
-    np.testing.assert_array_equal(out["num_detections"].numpy(), counts.numpy())
-    found = out["detection_classes"].numpy()[0, : int(counts[0])]
+    checkpoint = checkpoint_detector(spec, tf.train.latest_checkpoint(str(trained_model)))(images)
+    np.testing.assert_allclose(out["detection_boxes"].numpy(), checkpoint.boxes, atol=1e-4)
+    np.testing.assert_allclose(out["detection_scores"].numpy(), checkpoint.scores, atol=1e-4)
+    np.testing.assert_array_equal(out["num_detections"].numpy(), checkpoint.count)
+    found = out["detection_classes"].numpy()[0, : int(checkpoint.count[0])]
     assert len(found) and set(found) <= {1, 2}  # label-map ids, not indices counting the background
 
     # Any image size goes in: the signature resizes it, as the OD API's exported graphs did.
@@ -59,7 +58,9 @@ def test_tflite_has_the_contract_inputs_and_outputs(exported_model, variant):
     shapes = [list(o["shape"]) for o in detector.interpreter.get_output_details()]
     assert shapes == [[1, 100, 4], [1, 100], [1, 100], [1]]  # boxes, classes, scores, count
     frame = next(iter(eval_dataset(_val_records(exported_model)[1], LEARNING_SIZE, 1)))[0].numpy()[0]
-    boxes, classes, scores, count = detector.detect_one(frame)
+    answer = detector(frame[None])
+    boxes, scores, count = answer.boxes[0], answer.scores[0], int(answer.count[0])
+    classes = detector.interpreter.get_tensor(detector.interpreter.get_output_details()[1]["index"])[0]  # as output
     assert 0 < count <= 100
     # Normalised, not in pixels: the strongest box lies in the picture; weaker ones at its edge may overhang
     # (a short training's anchors at the border decode up to about one picture beyond it).
@@ -67,6 +68,7 @@ def test_tflite_has_the_contract_inputs_and_outputs(exported_model, variant):
     confident = boxes[:count][scores[:count] >= 0.3]
     assert np.all((confident > -1.5) & (confident < 2.5)), confident
     assert set(classes[:count]) <= {0, 1} and np.all(np.diff(scores[:count]) <= 1e-6)
+    np.testing.assert_array_equal(answer.classes[0, :count], classes[:count] + 1)  # as label-map ids
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

@@ -112,6 +112,18 @@ def test_evaluation_does_not_import_export():
     assert not {m for m in import_graph()["pipelines.evaluate"] if m.startswith("pipelines.export")}
 
 
+def test_evaluation_reaches_no_export_module_through_others():
+    """Export scores its models with evaluation's code, so evaluation reaching export (as loading a .tflite
+    once did) would tie the two stages together."""
+    graph = import_graph()
+    reached, todo = set(), ["pipelines.evaluate"]
+    while todo:
+        for target in graph[todo.pop()] - reached:
+            reached.add(target)
+            todo.append(target)
+    assert not {m for m in reached if m.startswith("pipelines.export")}
+
+
 def test_no_module_over_450_lines():
     long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert not long, f"split these modules: {long}"

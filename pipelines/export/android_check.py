@@ -25,9 +25,10 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from pipelines.artifacts import labels_by_id
 from pipelines.data.resize import resize_to_input
+from pipelines.detectors import TFLiteDetector
 from pipelines.errors import OdliteError
-from pipelines.export.tflite_runner import TFLiteDetector
 from pipelines.reports.error_analysis import iou
 
 CLIENT = Path(__file__).with_name("mediapipe_client.py")
@@ -80,20 +81,20 @@ def mediapipe_detections(model: Path, images: list[Path], tools_python: Path) ->
 
 def odlite_detections(detector: TFLiteDetector, images: list[Path], labels: list[str]) -> dict[str, tuple]:
     """Per image path: (detections in pixels, (width, height))."""
+    names = labels_by_id(labels)
     found = {}
     for path in images:
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         h, w = image.shape[:2]
-        boxes, classes, scores, count = detector.detect_one(
-            resize_to_input(image, detector.width, detector.height, like="mediapipe")
-        )
+        answer = detector(resize_to_input(image, *detector.input_size, like="mediapipe")[None])
+        boxes = answer.boxes[0]
         detections = [
             {
-                "label": labels[int(classes[j])],
-                "score": float(scores[j]),
+                "label": names[int(answer.classes[0, j])],
+                "score": float(answer.scores[0, j]),
                 "box": [float(boxes[j][1] * w), float(boxes[j][0] * h), float(boxes[j][3] * w), float(boxes[j][2] * h)],
             }
-            for j in range(count)
+            for j in range(int(answer.count[0]))
         ]
         found[str(path)] = (detections, (w, h))
     return found
@@ -155,7 +156,7 @@ def check_with_mediapipe(
     """
     model = Path(model)
     detector = TFLiteDetector(model)
-    size = (detector.width, detector.height) if at_model_size else None
+    size = detector.input_size if at_model_size else None
     with tempfile.TemporaryDirectory() as folder:
         paths = _validation_images(record_paths, images, Path(folder), size)
         theirs = mediapipe_detections(model, paths, Path(tools_python))

@@ -54,7 +54,7 @@ from pipelines.config.experiment import TrainSpec, load_train_spec, restored_net
 from pipelines.config.label_map import read_label_map
 from pipelines.console import native_stderr
 from pipelines.data.resize import resize_to_input
-from pipelines.detectors import checkpoint_detector, saved_model_detector
+from pipelines.detectors import checkpoint_detector, load_detector
 from pipelines.errors import OdliteError
 from pipelines.evaluate import eval_dataset
 from pipelines.export.report import report_markdown
@@ -225,7 +225,6 @@ def _measure(
     """Size, latency, COCO metrics (next to the checkpoint's) and the MediaPipe check of each variant."""
     from pipelines.evaluate import score
     from pipelines.export.android_check import check_with_mediapipe
-    from pipelines.export.tflite_runner import TFLiteDetector
 
     step = checkpoint_step(checkpoint)
     progress("evaluating the checkpoint")
@@ -242,7 +241,7 @@ def _measure(
         progress(f"measuring {path.name}")
         about = {"model": str(out / path.name), "step": step}
         with native_stderr(shown=verbose):  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" per interpreter
-            metrics = score(TFLiteDetector(path), spec, export_report_folder(path), about, batch_size=1, progress=False)
+            metrics = score(load_detector(path), spec, export_report_folder(path), about, batch_size=1, progress=False)
             latency = _latency(path, 50, photo)
         entry = {"file": path.name, "bytes": path.stat().st_size, "AP": metrics["AP"], "AP50": metrics["AP50"]}
         entry.update(per_class=metrics["per_class"], latency_ms=latency)
@@ -345,7 +344,7 @@ def _export_two_stage(spec: TrainSpec, config_path, checkpoint: str, out: Path, 
             checkpoint_detector(spec, checkpoint), spec, tmp / "eval" / "checkpoint", about, progress=False
         )
         saved = score(
-            saved_model_detector(tmp / "saved_model"),
+            load_detector(tmp / "saved_model"),
             spec,
             export_report_folder(tmp / "saved_model"),
             {"model": str(out / "saved_model"), "step": step},
