@@ -23,8 +23,7 @@ from pipelines.artifacts import CONFIG_NAME, FIRST_LABEL_ID, LABELS_FILE, label_
 from pipelines.config.experiment import TrainSpec, build_network, load_train_spec, read_weights
 from pipelines.config.label_map import read_label_map
 from pipelines.errors import OdliteError
-from pipelines.models.faster_rcnn import detect as faster_rcnn_detect
-from pipelines.models.ssd import normalize_pixels
+from pipelines.models.meta_architecture import meta_architecture
 from pipelines.training.best_checkpoint import BEST_DIR, chosen_checkpoint
 
 NOT_A_MODEL = "not a model: expected a checkpoint folder, a .tflite or an export folder (or its saved_model/)"
@@ -70,7 +69,7 @@ class Detector(Protocol):
 def pipeline_input_size(spec: TrainSpec) -> int | None:
     """The size the input pipeline resizes to: SSD's square input; none for Faster R-CNN, whose
     detector resizes (keeping the aspect ratio) and pads each image itself."""
-    return None if spec.model.kind == "faster_rcnn" else spec.model.input_size
+    return meta_architecture(spec.model.kind).pipeline_input_size(spec.model)
 
 
 class CheckpointDetector:
@@ -82,7 +81,7 @@ class CheckpointDetector:
     def __init__(self, spec: TrainSpec, path: Path | None = None):
         self.spec, self.path, self.checkpoint = spec, path, None
         self.model = build_network(spec.model)
-        self._detect = _traced_detection(spec, self.model)
+        self._detect = meta_architecture(spec.model.kind).detector(spec.model, self.model)
         size = pipeline_input_size(spec)
         self.input_size = (size, size) if size else None
         self.resized_size = spec.model.resized_size
@@ -104,25 +103,6 @@ class CheckpointDetector:
 def checkpoint_detector(spec: TrainSpec, checkpoint: str) -> CheckpointDetector:
     """``spec``'s network with ``checkpoint``'s weights: for a caller that holds the config already (export)."""
     return CheckpointDetector(spec).load(checkpoint)
-
-
-def _traced_detection(spec: TrainSpec, model):
-    if spec.model.kind == "faster_rcnn":
-
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)], autograph=False)
-        def detect_two_stage(images):
-            out = faster_rcnn_detect(model, spec.model, images)
-            return out["detection_boxes"], out["detection_scores"], out["detection_classes"], out["num_detections"]
-
-        return detect_two_stage
-    size = float(spec.model.input_size)
-
-    @tf.function(autograph=False)  # graph code already: converting the network's calls doubled the trace
-    def detect(images):
-        out = model(normalize_pixels(images), training=False)
-        return out["detection_boxes"] / size, out["detection_scores"], out["detection_classes"], out["num_detections"]
-
-    return detect
 
 
 def _label_file_lines(path: Path) -> list[str]:
@@ -273,8 +253,10 @@ def export_detector(model: Path, spec: TrainSpec) -> Detector:
     detector = found.load()
     if detector.kind != "tflite":
         return detector
-    if spec.model.kind != "ssd":
-        raise OdliteError.at(model, "TFLite models are exported for SSD only; this config is Faster R-CNN")
+    if not meta_architecture(spec.model.kind).exports_tflite:
+        raise OdliteError.at(
+            model, f"TFLite models are exported for SSD only; this config's model is {spec.model.kind}"
+        )
     if detector.input_size != (spec.model.input_size,) * 2:
         width, height = detector.input_size
         raise OdliteError.at(model, f"input is {width}x{height}, the config says {spec.model.input_size}")
