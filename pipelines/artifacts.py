@@ -9,6 +9,7 @@ was trained with) and TF2 checkpoints ``ckpt-N``. An export folder (``odlite exp
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import tensorflow as tf
@@ -19,6 +20,11 @@ from pipelines.errors import OdliteError
 CONFIG_NAME = "pipeline.config"
 LABELS_FILE = "labelmap.txt"
 EXPORT_REPORT = "export.json"
+REPORT_PAGE = "report.md"  # an evaluation's and an export's report, for people
+METRICS_FILE = "metrics.json"  # an evaluation's metrics, for programs
+BEST_DIR = "best"  # MODEL_DIR/best: the best checkpoint by a metric, with its metrics.json
+# The TFLite variants of an export, by name.
+TFLITE_FILES = {"fp32": "model.tflite", "fp16": "model_fp16.tflite", "int8": "model_int8.tflite"}
 FIRST_LABEL_ID = 1  # label-map ids count from 1 (0 is the background): labelmap.txt's first line names id 1
 
 
@@ -84,15 +90,42 @@ def labels_by_id(lines: list[str]) -> dict[int, str]:
     return dict(enumerate(lines, start=FIRST_LABEL_ID))
 
 
+@dataclass
+class ExportRecord:
+    """export.json: what an export was made from and how each of its models scored. Written whole by
+    export; read by package, eval and browse. ``variants`` maps "checkpoint", "saved_model" or a TFLite
+    variant to its scores (and, for a .tflite, its file, size, latency and MediaPipe check)."""
+
+    meta_architecture: str  # "ssd" (TFLite and the Android package) or "faster_rcnn" (a SavedModel)
+    checkpoint: str
+    step: int
+    input_size: int | list[int]  # the SSD's square side; Faster R-CNN's [min, max] resize dimensions
+    labels: list[str]  # labelmap.txt's lines
+    nms: dict
+    variants: dict[str, dict]
+    calibration_images: int = 0  # training images the int8 model was calibrated on; 0 without one
+
+    def write(self, folder: Path) -> None:
+        (folder / EXPORT_REPORT).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, folder: Path) -> ExportRecord:
+        info = Path(folder) / EXPORT_REPORT
+        if not info.exists():
+            raise OdliteError.at(folder, "not an odlite export (no export.json); run odlite export first")
+        found = json.loads(info.read_text())
+        found.setdefault("meta_architecture", "ssd")  # exports from before the field were all SSD's
+        return cls(**{f.name: found[f.name] for f in fields(cls) if f.name in found})
+
+
 def export_step(folder: Path) -> int | None:
-    """The checkpoint step an export was made from, if its export.json says."""
-    info = folder / EXPORT_REPORT
-    return json.loads(info.read_text()).get("step") if info.exists() else None
+    """The checkpoint step an export was made from, if it has an export.json."""
+    return ExportRecord.read(folder).step if (Path(folder) / EXPORT_REPORT).exists() else None
 
 
 def latest_export(root: Path = Path("exported")) -> Path:
     """The most recently written ``exported/*/model_int8.tflite`` (or any .tflite there)."""
-    candidates = sorted(root.glob("*/model_int8.tflite"), key=lambda p: p.stat().st_mtime) or sorted(
+    candidates = sorted(root.glob(f"*/{TFLITE_FILES['int8']}"), key=lambda p: p.stat().st_mtime) or sorted(
         root.glob("*/*.tflite"), key=lambda p: p.stat().st_mtime
     )
     if not candidates:

@@ -31,6 +31,8 @@ from pathlib import Path
 from pipelines import defaults
 from pipelines.artifacts import (
     EXPORT_REPORT,
+    METRICS_FILE,
+    TFLITE_FILES,
     checkpoint_report_folder,
     checkpoint_step,
     export_report_folder,
@@ -87,11 +89,10 @@ def find_source(path: Path, config: Path | None = None, checkpoint: str | None =
 
 def _shipped_first(path: Path) -> Path:
     """An export folder's model that the app ships first (``PREFERRED_VARIANTS``); any other path as it is."""
-    from pipelines.export.exporter import VARIANTS
 
     if not path.is_dir() or (path / "checkpoint").exists() or not (path / EXPORT_REPORT).exists():
         return path
-    models = [path / VARIANTS[v] for v in PREFERRED_VARIANTS if (path / VARIANTS[v]).exists()]
+    models = [path / TFLITE_FILES[v] for v in PREFERRED_VARIANTS if (path / TFLITE_FILES[v]).exists()]
     if not models and not (path / "saved_model" / "saved_model.pb").exists():
         raise OdliteError.at(path, "this export holds neither a .tflite nor a saved_model/")
     return models[0] if models else path
@@ -201,7 +202,7 @@ class Browser:
             for d in content["found"]:
                 if d["label"] in labels:  # as in the COCO metrics: ids outside the label map are not scored
                     found[d["image_id"]].append(d)
-            metrics_file = report / "metrics.json"
+            metrics_file = report / METRICS_FILE
             metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
             models.append(Browsed(name, report, metrics, found))
         return cls(images, labels, parts[0][2]["truth"], models)

@@ -9,6 +9,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from pipelines import arguments
+from pipelines.artifacts import BEST_DIR
 from pipelines.console import quiet_tensorflow
 from pipelines.errors import OdliteError, Problem
 
@@ -125,7 +126,7 @@ def cmd_train(args) -> int:
     print(f"step {result.step}: {losses}")
     print(f"checkpoint: {result.checkpoint}")
     if result.best_step is not None:
-        best = result.model_dir / "best"
+        best = result.model_dir / BEST_DIR
         print(f"best: step {result.best_step}, {args.best_metric} {result.best_value:.3f} ({best}, with metrics.json)")
     if result.interrupted:
         print("interrupted: the checkpoint above holds the last step; run the same command to resume", file=sys.stderr)
@@ -181,11 +182,11 @@ def cmd_export(args) -> int:
         progress=progress,
         verbose=args.verbose,
     )
-    print(tabulate(report_table(result.report), headers=REPORT_HEADERS, tablefmt="github"))
+    print(tabulate(report_table(result.record), headers=REPORT_HEADERS, tablefmt="github"))
     print(f"exported step {result.step} -> {result.out}  (report: {result.out / 'report.md'})")
-    failed = [v for v, e in result.report["variants"].items() if not e.get("mediapipe", {}).get("passed", True)]
+    failed = [v for v, e in result.record.variants.items() if not e.get("mediapipe", {}).get("passed", True)]
     for variant in failed:
-        for mismatch in result.report["variants"][variant]["mediapipe"]["mismatches"]:
+        for mismatch in result.record.variants[variant]["mediapipe"]["mismatches"]:
             print(f"  MediaPipe check, {variant}: {mismatch}", file=sys.stderr)
     return 1 if failed else 0
 

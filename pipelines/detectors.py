@@ -19,12 +19,12 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 
-from pipelines.artifacts import CONFIG_NAME, FIRST_LABEL_ID, LABELS_FILE, label_lines, resolve_config
+from pipelines.artifacts import BEST_DIR, CONFIG_NAME, FIRST_LABEL_ID, LABELS_FILE, label_lines, resolve_config
 from pipelines.config.experiment import TrainSpec, build_network, load_train_spec, read_weights
 from pipelines.config.label_map import read_label_map
 from pipelines.errors import OdliteError
 from pipelines.models.meta_architecture import meta_architecture
-from pipelines.training.best_checkpoint import BEST_DIR, chosen_checkpoint
+from pipelines.training.best_checkpoint import chosen_checkpoint
 
 NOT_A_MODEL = "not a model: expected a checkpoint folder, a .tflite or an export folder (or its saved_model/)"
 

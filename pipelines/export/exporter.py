@@ -27,7 +27,6 @@ camera pixels unchanged.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +39,10 @@ from tensorflow.lite.tools import flatbuffer_utils
 from pipelines import defaults
 from pipelines.artifacts import (
     CONFIG_NAME,
-    EXPORT_REPORT,
     LABELS_FILE,
+    REPORT_PAGE,
+    TFLITE_FILES,
+    ExportRecord,
     checkpoint_step,
     config_inputs,
     export_report_folder,
@@ -63,7 +64,7 @@ from pipelines.models.meta_architecture import meta_architecture
 from pipelines.models.ssd import ModelSpec, normalize_pixels
 from pipelines.training.best_checkpoint import chosen_checkpoint
 
-VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite", "int8": "model_int8.tflite"}
+VARIANTS = TFLITE_FILES  # what --variants names
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
 IMAGES = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")  # the serving signature's input
 
@@ -203,7 +204,7 @@ def _outputs_in_contract_order(model: bytes) -> bytes:
 class ExportResult:
     out: Path
     step: int
-    report: dict  # what export.json holds
+    record: ExportRecord  # what export.json holds
 
 
 def _latency(path: Path, runs: int, image) -> dict[str, float]:
@@ -306,23 +307,24 @@ def export(
             calibration = _calibration_images(spec, calibration_images) if variant == "int8" else None
             model = convert(module, variant, calibration, tmp / ".converter", verbose)  # scratch goes with tmp
             (tmp / VARIANTS[variant]).write_bytes(add_metadata(model, tmp / LABELS_FILE))
-        report = {
-            "checkpoint": checkpoint,
-            "step": checkpoint_step(checkpoint),
-            "input_size": spec.model.input_size,
-            "labels": label_lines(labels),
-            "calibration_images": calibration_images if "int8" in variants else 0,
-            "nms": {
+        record = ExportRecord(
+            meta_architecture=spec.model.kind,
+            checkpoint=checkpoint,
+            step=checkpoint_step(checkpoint),
+            input_size=spec.model.input_size,
+            labels=label_lines(labels),
+            calibration_images=calibration_images if "int8" in variants else 0,
+            nms={
                 "iou_threshold": spec.model.iou_threshold,
                 "score_threshold": spec.model.score_threshold,
                 "max_detections": spec.model.max_detections,
                 "per_class": not spec.model.class_agnostic_nms,
             },
-        }
-        report["variants"] = _measure(spec, checkpoint, tmp, out, variants, tools_python, progress, verbose)
-        (tmp / EXPORT_REPORT).write_text(json.dumps(report, indent=2) + "\n")
-        (tmp / "report.md").write_text(report_markdown(report))
-    return ExportResult(out, report["step"], report)
+            variants=_measure(spec, checkpoint, tmp, out, variants, tools_python, progress, verbose),
+        )
+        record.write(tmp)
+        (tmp / REPORT_PAGE).write_text(report_markdown(record))
+    return ExportResult(out, record.step, record)
 
 
 def _export_two_stage(spec: TrainSpec, config_path, checkpoint: str, out: Path, overwrite: bool, progress):
@@ -351,25 +353,25 @@ def _export_two_stage(spec: TrainSpec, config_path, checkpoint: str, out: Path, 
             progress=False,
         )
         m = spec.model
-        report = {
-            "meta_architecture": spec.model.kind,
-            "checkpoint": checkpoint,
-            "step": step,
-            "input_size": list(m.input_shape),
-            "labels": label_lines(labels),
-            "nms": {
+        record = ExportRecord(
+            meta_architecture=spec.model.kind,
+            checkpoint=checkpoint,
+            step=step,
+            input_size=list(m.input_shape),
+            labels=label_lines(labels),
+            nms={
                 "iou_threshold": m.iou_threshold,
                 "score_threshold": m.score_threshold,
                 "max_detections": m.max_detections,
                 "per_class": True,
             },
-            "variants": {
+            variants={
                 "checkpoint": {k: reference[k] for k in ("AP", "AP50", "per_class")},
                 "saved_model": {"file": "saved_model", "AP": saved["AP"], "AP50": saved["AP50"]},
             },
-        }
-        (tmp / EXPORT_REPORT).write_text(json.dumps(report, indent=2) + "\n")
-        (tmp / "report.md").write_text(
+        )
+        record.write(tmp)
+        (tmp / REPORT_PAGE).write_text(
             f"# Export of step {step} (Faster R-CNN)\n\n"
             f"Checkpoint `{checkpoint}`: mAP@0.5:0.95 {reference['AP']:.3f}, mAP@0.5 {reference['AP50']:.3f}.\n"
             f"SavedModel `saved_model/`: mAP@0.5:0.95 {saved['AP']:.3f}, mAP@0.5 {saved['AP50']:.3f}.\n\n"
@@ -377,4 +379,4 @@ def _export_two_stage(spec: TrainSpec, config_path, checkpoint: str, out: Path, 
             "`detection_boxes` (normalised ymin, xmin, ymax, xmax), `detection_classes` (label-map ids), "
             "`detection_scores`, `num_detections` out. TFLite and the Android package are for the SSD.\n"
         )
-    return ExportResult(out, step, report)
+    return ExportResult(out, step, record)

@@ -7,29 +7,28 @@ phones, and is larger than all the .tflite files together.
 
 from __future__ import annotations
 
-import json
 import tarfile
 import tempfile
 from pathlib import Path
 
-from pipelines.artifacts import EXPORT_REPORT, LABELS_FILE
+from pipelines.artifacts import EXPORT_REPORT, LABELS_FILE, REPORT_PAGE, TFLITE_FILES, ExportRecord
 from pipelines.atomic import atomic_file, refuse_overlap
 from pipelines.errors import OdliteError
 
-PACKED = ("model.tflite", "model_fp16.tflite", "model_int8.tflite", LABELS_FILE, "report.md", EXPORT_REPORT)
+PACKED = (*TFLITE_FILES.values(), LABELS_FILE, REPORT_PAGE, EXPORT_REPORT)
 
 
-def android_guide(report: dict) -> str:
-    size = report["input_size"]
-    variants = report["variants"]
+def android_guide(record: ExportRecord) -> str:
+    size = record.input_size
+    variants = record.variants
     rows = []
     for name, entry in variants.items():
         if name == "checkpoint":
             continue
         latency = entry["latency_ms"]["2_threads"]
         rows.append(f"| `{entry['file']}` | {entry['bytes'] / 1e6:.1f} MB | {entry['AP']:.3f} | {latency:.1f} ms |")
-    labels = ", ".join(f"{i}: `{label}`" for i, label in enumerate(report["labels"]))
-    nms = report["nms"]
+    labels = ", ".join(f"{i}: `{label}`" for i, label in enumerate(record.labels))
+    nms = record.nms
     return f"""# Using the detector in an Android app
 
 ## Which file
@@ -97,11 +96,8 @@ height kept (at most the bitmap's), not cut: the model's -8..39 is reported as 0
 
 def package(export_dir: str | Path, out: str | Path | None = None) -> Path:
     export_dir = Path(export_dir)
-    info = export_dir / EXPORT_REPORT
-    if not info.exists():
-        raise OdliteError.at(export_dir, "not an odlite export (no export.json); run odlite export first")
-    report = json.loads(info.read_text())
-    if report.get("meta_architecture") == "faster_rcnn":
+    record = ExportRecord.read(export_dir)
+    if record.meta_architecture != "ssd":
         raise OdliteError.at(
             export_dir, "a Faster R-CNN export (a SavedModel for servers); the Android package is for SSD"
         )
@@ -109,7 +105,7 @@ def package(export_dir: str | Path, out: str | Path | None = None) -> Path:
     refuse_overlap(out, [("export folder", export_dir)])  # an archive inside would pack itself, or replace a model
     with tempfile.TemporaryDirectory() as folder, atomic_file(out) as staged:
         guide = Path(folder) / "ANDROID.md"
-        guide.write_text(android_guide(report))
+        guide.write_text(android_guide(record))
         with tarfile.open(staged, "w:gz") as archive:
             for name in PACKED:
                 if (export_dir / name).exists():

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from pipelines.artifacts import ExportRecord
 
-def report_table(report: dict) -> list[list]:
-    reference = report["variants"]["checkpoint"]
+
+def report_table(record: ExportRecord) -> list[list]:
+    reference = record.variants["checkpoint"]
     rows = [["checkpoint", "", f"{reference['AP']:.3f}", f"{reference['AP50']:.3f}", "", "", ""]]
-    for variant, entry in report["variants"].items():
+    for variant, entry in record.variants.items():
         if variant == "checkpoint":
             continue
         check = entry.get("mediapipe")
@@ -39,23 +41,23 @@ REPORT_HEADERS = [
 ]
 
 
-def report_markdown(report: dict) -> str:
-    nms = report["nms"]
+def report_markdown(record: ExportRecord) -> str:
+    nms = record.nms
     lines = [
-        f"# Export of step {report['step']}",
+        f"# Export of step {record.step}",
         "",
-        f"Checkpoint `{report['checkpoint']}`; input {report['input_size']}x{report['input_size']} RGB, 0-255.",
-        f"Labels (class index 0, 1, ...): {', '.join(report['labels'])}.",
+        f"Checkpoint `{record.checkpoint}`; input {record.input_size}x{record.input_size} RGB, 0-255.",
+        f"Labels (class index 0, 1, ...): {', '.join(record.labels)}.",
         f"NMS (checkpoint and TFLite alike): {'per class' if nms['per_class'] else 'class-agnostic'}, "
         f"IoU {nms['iou_threshold']}, score >= {nms['score_threshold']}, at most {nms['max_detections']} boxes.",
         "",
-        tabulate(report_table(report), headers=REPORT_HEADERS, tablefmt="github"),
+        tabulate(report_table(record), headers=REPORT_HEADERS, tablefmt="github"),
         "",
         "mAP by pycocotools on the validation records named in pipeline.config. Latency: median of 50 "
         "LiteRT invokes after warm-up on the first validation image, on this machine. MediaPipe: Tasks "
         "ObjectDetector on validation images agrees with odlite's runner (same labels, boxes within 1% of "
         "the image, scores within 0.02).",
-        f"The int8 model was calibrated on {report['calibration_images']} training images.",
+        f"The int8 model was calibrated on {record.calibration_images} training images.",
         "Per-variant evaluation reports: `eval/<model>/report.md`.",
     ]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import ImageDraw
 from tabulate import tabulate
 
+from pipelines.artifacts import METRICS_FILE, REPORT_PAGE
 from pipelines.atomic import atomic_folder
 from pipelines.data.images import DEFAULT_MAX_PIXELS, ImageProblem
 from pipelines.reports.draw import draw_boxes
@@ -105,12 +106,12 @@ def write_report(
             pictures.append(name)
         if not_drawn:
             metrics["not_drawn"] = not_drawn
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         (tmp / DETECTIONS_FILE).write_text(json.dumps(_all_boxes(detections, labels), separators=(",", ":")))
         _plot_pr_curves(tmp / "pr_curves.png", evaluator, labels)
         names = list(labels.values())
         _plot_confusion(tmp / "confusion_matrix.png", matrix, names, min_score)
-        (tmp / "report.md").write_text(_markdown(metrics, matrix, names, min_score, pictures))
+        (tmp / REPORT_PAGE).write_text(_markdown(metrics, matrix, names, min_score, pictures))
 
 
 def _all_boxes(detections, labels: dict[int, str]) -> dict:

@@ -16,12 +16,17 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from pipelines.artifacts import CONFIG_NAME, checkpoint_report_folder, checkpoint_step, latest_checkpoint
+from pipelines.artifacts import (
+    BEST_DIR,
+    CONFIG_NAME,
+    METRICS_FILE,
+    checkpoint_report_folder,
+    checkpoint_step,
+    latest_checkpoint,
+)
 from pipelines.atomic import atomic_folder
 from pipelines.errors import OdliteError
 
-BEST_DIR = "best"
-METRICS_FILE = "metrics.json"
 OVERALL = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100")
 PER_CLASS = ("AP", "AP50")
 
