@@ -105,6 +105,11 @@ class ExportRecord:
     variants: dict[str, dict]
     calibration_images: int = 0  # training images the int8 model was calibrated on; 0 without one
 
+    @property
+    def tflite_files(self) -> list[str]:
+        """The export's .tflite models (none for a SavedModel-only export)."""
+        return [v["file"] for v in self.variants.values() if str(v.get("file", "")).endswith(".tflite")]
+
     def write(self, folder: Path) -> None:
         (folder / EXPORT_REPORT).write_text(json.dumps(asdict(self), indent=2) + "\n")
 

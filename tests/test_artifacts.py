@@ -38,3 +38,9 @@ def test_an_export_from_before_the_meta_architecture_field_reads_as_the_ssd_it_w
 def test_a_folder_without_an_export_record_is_not_an_export(tmp_path):
     with pytest.raises(OdliteError, match="not an odlite export"):
         ExportRecord.read(tmp_path)
+
+
+def test_an_export_without_a_tflite_model_says_so():
+    assert RECORD.tflite_files == []
+    with_tflite = {**RECORD.variants, "int8": {"file": "model_int8.tflite", "AP": 0.79, "AP50": 0.99}}
+    assert ExportRecord(**{**RECORD.__dict__, "variants": with_tflite}).tflite_files == ["model_int8.tflite"]

@@ -97,9 +97,11 @@ height kept (at most the bitmap's), not cut: the model's -8..39 is reported as 0
 def package(export_dir: str | Path, out: str | Path | None = None) -> Path:
     export_dir = Path(export_dir)
     record = ExportRecord.read(export_dir)
-    if record.meta_architecture != "ssd":
+    if not record.tflite_files:
         raise OdliteError.at(
-            export_dir, "a Faster R-CNN export (a SavedModel for servers); the Android package is for SSD"
+            export_dir,
+            f"no TFLite model in this export (a {record.meta_architecture} SavedModel for servers); "
+            "the Android package is for SSD exports",
         )
     out = Path(out) if out else export_dir.with_name(export_dir.name + ".tar.gz")
     refuse_overlap(out, [("export folder", export_dir)])  # an archive inside would pack itself, or replace a model
