@@ -9,7 +9,7 @@ was trained with) and TF2 checkpoints ``ckpt-N``. An export folder (``odlite exp
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import tensorflow as tf
@@ -118,8 +118,16 @@ class ExportRecord:
         info = Path(folder) / EXPORT_REPORT
         if not info.exists():
             raise OdliteError.at(folder, "not an odlite export (no export.json); run odlite export first")
-        found = json.loads(info.read_text())
+        try:
+            found = json.loads(info.read_text())
+        except json.JSONDecodeError as exc:
+            raise OdliteError.at(info, f"line {exc.lineno}: not JSON ({exc.msg})") from None
+        if not isinstance(found, dict):
+            raise OdliteError.at(info, "not an export record: expected a JSON object")
         found.setdefault("meta_architecture", "ssd")  # exports from before the field were all SSD's
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        if missing := [name for name in required if name not in found]:
+            raise OdliteError.at(info, f"missing {', '.join(missing)}: not an export.json that odlite export wrote")
         return cls(**{f.name: found[f.name] for f in fields(cls) if f.name in found})
 
 

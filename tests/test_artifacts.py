@@ -44,3 +44,14 @@ def test_an_export_without_a_tflite_model_says_so():
     assert RECORD.tflite_files == []
     with_tflite = {**RECORD.variants, "int8": {"file": "model_int8.tflite", "AP": 0.79, "AP50": 0.99}}
     assert ExportRecord(**{**RECORD.__dict__, "variants": with_tflite}).tflite_files == ["model_int8.tflite"]
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [("{", "line 1: not JSON"), ("[]", "expected a JSON object"), ('{"step": 3}', "missing checkpoint, input_size")],
+)
+def test_a_broken_export_record_is_refused_naming_the_file(tmp_path, text, said):
+    (tmp_path / EXPORT_REPORT).write_text(text)
+    with pytest.raises(OdliteError, match=said) as caught:
+        ExportRecord.read(tmp_path)
+    assert EXPORT_REPORT in str(caught.value)

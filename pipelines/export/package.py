@@ -96,6 +96,8 @@ height kept (at most the bitmap's), not cut: the model's -8..39 is reported as 0
 
 def package(export_dir: str | Path, out: str | Path | None = None) -> Path:
     export_dir = Path(export_dir)
+    out = Path(out) if out else export_dir.with_name(export_dir.name + ".tar.gz")
+    refuse_overlap(out, [("export folder", export_dir)])  # an archive inside would pack itself, or replace a model
     record = ExportRecord.read(export_dir)
     if not record.tflite_files:
         raise OdliteError.at(
@@ -103,8 +105,6 @@ def package(export_dir: str | Path, out: str | Path | None = None) -> Path:
             f"no TFLite model in this export (a {record.meta_architecture} SavedModel for servers); "
             "the Android package is for SSD exports",
         )
-    out = Path(out) if out else export_dir.with_name(export_dir.name + ".tar.gz")
-    refuse_overlap(out, [("export folder", export_dir)])  # an archive inside would pack itself, or replace a model
     with tempfile.TemporaryDirectory() as folder, atomic_file(out) as staged:
         guide = Path(folder) / "ANDROID.md"
         guide.write_text(android_guide(record))
