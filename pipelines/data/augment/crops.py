@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipelines.data.augment.geometric import crop_image, keep_boxes, ssd_random_crop
+from pipelines.data.augment.geometric import crop_image, crop_to_aspect_ratio, keep_boxes, ssd_random_crop
 from pipelines.data.augment.pads import random_pad
 from pipelines.data.augment.photometric import back_to
 
@@ -143,29 +143,6 @@ def ssd_random_crop_pad(data: dict, seed: tf.Tensor, operations: list[dict] | No
     return tf.switch_case(choice, branches)
 
 
-def _crop_to_aspect_ratio(data: dict, seed: tf.Tensor, aspect_ratio: float) -> dict:
-    """random_crop_to_aspect_ratio: the largest width/height = aspect_ratio window at a random place; boxes
-    less than ASPECT_CROP_OVERLAP_THRESH inside it go, the rest are clipped."""
-    y_seed, x_seed = _seeds(seed, 2)
-    image = data["image"]
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    target_h = tf.where(w / h >= aspect_ratio, height, tf.cast(tf.round(w / aspect_ratio), tf.int32))
-    target_w = tf.where(w / h <= aspect_ratio, width, tf.cast(tf.round(h * aspect_ratio), tf.int32))
-    top = tf.random.stateless_uniform([], y_seed, 0, height - target_h + 1, dtype=tf.int32)
-    left = tf.random.stateless_uniform([], x_seed, 0, width - target_w + 1, dtype=tf.int32)
-    window = tf.cast(tf.stack([top, left, top + target_h, left + target_w]), tf.float32) / tf.stack([h, w, h, w])
-    wy0, wx0, wy1, wx1 = tf.unstack(window)
-    ymin, xmin, ymax, xmax = tf.unstack(data["groundtruth_boxes"], axis=1)
-    inter = tf.maximum(tf.minimum(ymax, wy1) - tf.maximum(ymin, wy0), 0.0) * tf.maximum(
-        tf.minimum(xmax, wx1) - tf.maximum(xmin, wx0), 0.0
-    )
-    keep = tf.math.divide_no_nan(inter, (ymax - ymin) * (xmax - xmin)) >= ASPECT_CROP_OVERLAP_THRESH
-    boxes = tf.clip_by_value(_change_frame(data["groundtruth_boxes"], window), 0.0, 1.0)
-    cropped = tf.image.crop_to_bounding_box(image, top, left, target_h, target_w)
-    return keep_boxes({**data, "image": cropped, "groundtruth_boxes": boxes}, keep)
-
-
 def ssd_random_crop_fixed_aspect_ratio(
     data: dict, seed: tf.Tensor, operations: list[dict] | None = None, aspect_ratio: float = 1.0
 ) -> dict:
@@ -182,7 +159,8 @@ def ssd_random_crop_fixed_aspect_ratio(
     ]  # fmt: skip
     ops = [{**op, "min_aspect_ratio": aspect_ratio, "max_aspect_ratio": aspect_ratio} for op in ops]
     crop_seed, trim_seed = _seeds(seed, 2)
-    return _crop_to_aspect_ratio(ssd_random_crop(data, crop_seed, ops), trim_seed, aspect_ratio)
+    cropped = ssd_random_crop(data, crop_seed, ops)
+    return crop_to_aspect_ratio(cropped, trim_seed, aspect_ratio, ASPECT_CROP_OVERLAP_THRESH, clip_boxes=True)
 
 
 def _pad_to_aspect_ratio(data: dict, seed: tf.Tensor, aspect_ratio: float, min_ratio, max_ratio) -> dict:
